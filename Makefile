@@ -1,0 +1,43 @@
+# Every target sets up what it needs: a virtual environment under .venv with the pinned
+# dependencies of requirements.lock, installed once and again only when the lock changes.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.PHONY: install run test lint format lock clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	touch $(INSTALLED)
+
+## run: the Prefect server, a worker and the API on 127.0.0.1; Ctrl-C stops them all
+run: install
+	$(PY) -m deployments.local
+
+## test: the whole suite against real servers it starts itself, with a coverage check
+test: install
+	$(PY) -m pytest --cov --cov-report=term-missing
+
+## lint: ruff (lint and format) and mypy --strict
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+## lock: re-pin every dependency after changing pyproject.toml
+lock:
+	$(PYTHON) -m venv /tmp/lock-venv
+	/tmp/lock-venv/bin/pip install --quiet ".[dev]"
+	/tmp/lock-venv/bin/pip freeze --exclude-editable | grep -v "^prefect-core-service" > requirements.lock
+	rm -rf /tmp/lock-venv
+
+clean:
+	rm -rf $(VENV) .data .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,114 @@
+"""The routes the engine calls (CONTRACT.md §1)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse
+from prefect.client.orchestration import get_client
+
+from api.orchestrator import Orchestrator, OrchestratorUnavailable
+from api.task_status import needs_stage, task_status
+from contract.models import ServiceTask, StatusAnswer
+from core.runs import RunParameters, S3Target
+from core.sealing import Credentials, Sealer
+from core.settings import ApiSettings
+from services.base import Service
+
+log = logging.getLogger("api")
+
+
+def _orchestrator(request: Request) -> Orchestrator:
+    found: Orchestrator = request.app.state.orchestrator
+    return found
+
+
+Prefect = Annotated[Orchestrator, Depends(_orchestrator)]
+
+
+def create_app(settings: ApiSettings, service: Service) -> FastAPI:
+    sealer = Sealer(settings.sealing_key)
+    description = service.description
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with get_client() as client:
+            app.state.orchestrator = Orchestrator(client, description.slug)
+            yield
+
+    app = FastAPI(
+        title=description.name,
+        summary=description.summary,
+        description=description.description,
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes the offending input, which may be the S3 secret.
+        detail = [
+            {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
+            for item in error.errors()
+        ]
+        return JSONResponse(status_code=422, content={"detail": detail})
+
+    @app.exception_handler(OrchestratorUnavailable)
+    async def unavailable(request: Request, error: OrchestratorUnavailable) -> JSONResponse:
+        log.warning("cannot reach the orchestrator: %s", error)
+        return JSONResponse(
+            status_code=503, content={"detail": str(error)}, headers={"Retry-After": "5"}
+        )
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    @app.get("/status")
+    async def status() -> StatusAnswer:
+        return StatusAnswer(status="Service is available")
+
+    @app.post("/compute")
+    async def compute(body: ServiceTask, prefect: Prefect) -> StatusAnswer:
+        task_id = body.task.id
+        if await prefect.backlog() >= settings.max_tasks:
+            log.warning("refused task: backlog full", extra={"task_id": str(task_id)})
+            raise HTTPException(
+                status_code=503,
+                detail=f"{settings.max_tasks} tasks are already waiting or running; retry later",
+                headers={"Retry-After": "5"},
+            )
+        sealed = sealer.seal(Credentials(body.s3_access_key_id, body.s3_secret_access_key))
+        parameters = RunParameters(
+            task_id=task_id,
+            data_in=body.task.data_in,
+            s3=S3Target(
+                host=str(body.s3_host).rstrip("/"),
+                region=body.s3_region,
+                bucket=body.s3_bucket,
+                sealed_credentials=sealed,
+            ),
+            callback_url=str(body.callback_url),
+        )
+        flow_run = await prefect.submit(parameters)
+        log.info(
+            "accepted task",
+            extra={"task_id": str(task_id), "flow_run_id": str(flow_run.id)},
+        )
+        return StatusAnswer(status="Task added to the queue")
+
+    @app.get("/tasks/{task_id}/status")
+    async def get_task_status(task_id: UUID, prefect: Prefect) -> StatusAnswer:
+        flow_run = await prefect.find(task_id)
+        if flow_run is None:
+            raise HTTPException(status_code=404, detail=f"Task {task_id} not found")
+        state = flow_run.state_type
+        stage = await prefect.current_task_name(flow_run.id) if needs_stage(state) else None
+        return StatusAnswer(status=task_status(state, stage).value)
+
+    return app

@@ -1,0 +1,1 @@
+"""Code shared by every process role: settings, credential sealing, logging, names."""

@@ -1,0 +1,56 @@
+"""Settings from the environment and `.env`, one class per process role.
+
+Names follow the engine's reference service (CONTRACT.md §6); every setting is listed
+with its meaning in the README's configuration table and in `.env`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["development", "test", "production"]
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+
+class CommonSettings(BaseSettings):
+    """Settings every role reads."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    service_module: str = "services.image_rotate"
+    # Required: a Fernet key (or several, comma-separated, the first sealing) that seals
+    # S3 credentials before they are stored in Prefect.
+    sealing_key: SecretStr
+    environment: Environment = "development"
+    log_level: LogLevel = "debug"
+    # Work pool the deployment runs in; empty means one named after the service's slug,
+    # so two services sharing a Prefect server never take each other's runs.
+    work_pool: str = ""
+
+
+class ApiSettings(CommonSettings):
+    """The HTTP face (`python -m api`)."""
+
+    engine_urls: list[str] = Field(default_factory=list)
+    service_url: str = "http://localhost:9090"
+    service_host: str = "127.0.0.1"
+    service_port: int = 9090
+    max_tasks: int = Field(default=50, ge=1)
+    engine_announce_retries: int = 5
+    engine_announce_retry_delay: float = 3.0
+
+
+class WorkerSettings(CommonSettings):
+    """The process that executes flow runs (`python -m flows`)."""
+
+    worker_name: str = ""
+    worker_limit: int = Field(default=8, ge=1)
+    worker_poll_interval: float = Field(default=0.5, gt=0)
+    process_pool_size: int = Field(default=2, ge=1)
+    transient_retries: int = Field(default=5, ge=0)
+    retry_base_delay: float = Field(default=1.0, ge=0)
+    s3_timeout: float = Field(default=10.0, gt=0)
+    callback_timeout: float = Field(default=10.0, gt=0)

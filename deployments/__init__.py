@@ -1,0 +1,1 @@
+"""How the service is packaged and started: images, manifests, the local launcher."""

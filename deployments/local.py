@@ -1,0 +1,184 @@
+"""`make run`: the whole service on one machine.
+
+Starts a Prefect server on SQLite (unless one already answers at PREFECT_API_URL), a
+worker and the API, each as its own process, prints where to look, and stops them all
+on Ctrl-C or SIGTERM, or when any of them dies. The test suite starts its stack with the
+same functions.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+from services.base import load_service
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class StartError(Exception):
+    """A process did not come up in time, or exited while starting."""
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
+    """Poll `check` until it is true; StartError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise StartError(f"{what} not ready after {timeout:.0f} s")
+        time.sleep(interval)
+
+
+def answers(url: str, timeout: float = 2.0) -> bool:
+    """True when `url` answers 2xx."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return 200 <= int(response.status) < 300
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM, then SIGKILL if it has not exited after `timeout` seconds."""
+        if not self.alive():
+            return
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+
+
+@dataclass
+class Stack:
+    """The processes of one running service, stopped in reverse order of start."""
+
+    env: dict[str, str]
+    log: IO[bytes] | None = None
+    processes: list[Process] = field(default_factory=list)
+
+    def start(
+        self, name: str, args: list[str], ready: Callable[[], bool], timeout: float
+    ) -> Process:
+        popen = subprocess.Popen(
+            args, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT
+        )
+        process = Process(name, popen)
+        self.processes.append(process)
+
+        def up() -> bool:
+            if not process.alive():
+                raise StartError(f"{name} exited with {popen.returncode} while starting")
+            return ready()
+
+        wait_until(up, timeout, name)
+        return process
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()
+
+
+def environment(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The children's environment: `.env`, then the caller's environment, then overrides."""
+    env = {k: v for k, v in dotenv_values(ROOT / ".env").items() if v is not None}
+    env.update(os.environ)
+    env.update(overrides or {})
+    home = Path(env.get("PREFECT_HOME", ".data/prefect"))
+    home = home if home.is_absolute() else ROOT / home
+    home.mkdir(parents=True, exist_ok=True)
+    env["PREFECT_HOME"] = str(home)
+    return env
+
+
+def start_prefect_server(stack: Stack, timeout: float = 90.0) -> Process | None:
+    """A Prefect server on SQLite at PREFECT_API_URL's host and port; None if one answers."""
+    api_url = stack.env["PREFECT_API_URL"].rstrip("/")
+    health = f"{api_url}/health"
+    if answers(health):
+        return None
+    parts = urlsplit(api_url)
+    args = [sys.executable, "-m", "prefect", "server", "start"]
+    args += ["--host", parts.hostname or "127.0.0.1", "--port", str(parts.port or 4200)]
+    return stack.start("prefect server", args, lambda: answers(health), timeout)
+
+
+def deployment_registered(env: Mapping[str, str], slug: str) -> Callable[[], bool]:
+    url = f"{env['PREFECT_API_URL'].rstrip('/')}/deployments/name/compute/{slug}"
+    return lambda: answers(url)
+
+
+def start_worker(stack: Stack, slug: str, timeout: float = 60.0) -> Process:
+    """A worker; ready once the deployment it registers exists."""
+    args = [sys.executable, "-m", "flows"]
+    return stack.start("worker", args, deployment_registered(stack.env, slug), timeout)
+
+
+def api_url(env: Mapping[str, str]) -> str:
+    return f"http://{env.get('SERVICE_HOST', '127.0.0.1')}:{env.get('SERVICE_PORT', '9090')}"
+
+
+def start_api(stack: Stack, timeout: float = 60.0) -> Process:
+    status = f"{api_url(stack.env)}/status"
+    return stack.start("api", [sys.executable, "-m", "api"], lambda: answers(status), timeout)
+
+
+def main() -> int:
+    env = environment()
+    slug = load_service(env.get("SERVICE_MODULE", "services.image_rotate")).description.slug
+    stack = Stack(env)
+    stopping = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        start_prefect_server(stack)
+        start_worker(stack, slug)
+        start_api(stack)
+        ui = env["PREFECT_API_URL"].rstrip("/").removesuffix("/api")
+        print(
+            f"\n  API docs   {api_url(env)}/docs\n  Prefect UI {ui}\n  Ctrl-C stops everything.\n"
+        )
+        sys.stdout.flush()
+        while not stopping:
+            dead = [p for p in stack.processes if not p.alive()]
+            if dead:
+                print(f"{dead[0].name} exited with {dead[0].popen.returncode}; stopping")
+                return 1
+            time.sleep(0.5)
+        return 0
+    except StartError as error:
+        print(f"could not start: {error}", file=sys.stderr)
+        return 1
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The pipeline that Prefect runs for every task, and the worker that runs it."""

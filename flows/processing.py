@@ -1,0 +1,100 @@
+"""Running a service's `process` in a pool of processes, away from the worker's event loop.
+
+A CPU-bound `process` in the worker's own process would stall every other flow run it
+executes; in a child process it stalls nothing. Each child loads the service module once
+(its `initializer`), so a model that is slow to load is loaded once per child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from contract.description import FieldDescription
+from flows.errors import PermanentError, TaskError
+from services.base import Blob, InvalidInput, Service, load_service
+
+_service: Service | None = None
+
+
+def _load(module_name: str) -> None:
+    global _service
+    _service = load_service(module_name)
+
+
+def _warm() -> None:
+    """Nothing: submitting it makes the pool start a child before the first task."""
+
+
+def _process(inputs: Mapping[str, Blob]) -> dict[str, Blob]:
+    assert _service is not None, "child started without its service"
+    try:
+        return dict(_service.process(inputs))
+    except InvalidInput as error:
+        raise PermanentError(str(error)) from None
+    except TaskError:
+        raise
+    except Exception as error:
+        # An arbitrary exception may not survive pickling back to the worker.
+        raise PermanentError(f"the service failed: {type(error).__name__}: {error}") from None
+
+
+def check_outputs(fields: list[FieldDescription], outputs: Mapping[str, Blob]) -> None:
+    """The outputs must be exactly the service's declared fields, each of a listed type."""
+    expected = [field.name for field in fields]
+    if sorted(outputs) != sorted(expected):
+        raise PermanentError(f"the service returned outputs {sorted(outputs)}, expected {expected}")
+    for field in fields:
+        if outputs[field.name].type not in field.type:
+            raise PermanentError(
+                f"the service returned output '{field.name}' as "
+                f"{outputs[field.name].type.value}, which the field does not list"
+            )
+
+
+class ProcessPool:
+    """A lazily started pool of `size` children running one service's `process`."""
+
+    def __init__(self, service: Service, size: int) -> None:
+        self._service = service
+        self._size = size
+        self._executor: ProcessPoolExecutor | None = None
+
+    def _get(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            # spawn, not fork: the worker has threads (Prefect's clients) that fork
+            # would copy mid-lock.
+            self._executor = ProcessPoolExecutor(
+                max_workers=self._size,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_load,
+                initargs=(self._service.module,),
+            )
+        return self._executor
+
+    async def warm(self) -> None:
+        """Start every child now, so the first tasks do not pay for it."""
+        loop = asyncio.get_running_loop()
+        executor = self._get()
+        await asyncio.gather(*(loop.run_in_executor(executor, _warm) for _ in range(self._size)))
+
+    async def run(self, inputs: Mapping[str, Blob]) -> dict[str, Blob]:
+        loop = asyncio.get_running_loop()
+        try:
+            outputs = await loop.run_in_executor(self._get(), _process, dict(inputs))
+        except BrokenProcessPool:
+            # A child died (out of memory, a crash in native code): start afresh.
+            self.shutdown()
+            raise PermanentError(
+                "the service's process died while processing (out of memory or a crash)"
+            ) from None
+        check_outputs(self._service.description.data_out_fields, outputs)
+        return outputs
+
+    def shutdown(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None

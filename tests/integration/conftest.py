@@ -1,0 +1,254 @@
+"""The real stack, started once for the integration tests.
+
+A Prefect server on SQLite, the worker and the API (the processes `make run` starts, by
+the same code), S3 over HTTP (moto's server mode), and pytest-httpserver as the engine,
+all on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import boto3
+import httpx
+import pytest
+from moto.server import ThreadedMotoServer
+from PIL import Image
+from pytest_httpserver import HTTPServer
+
+from deployments.local import (
+    Process,
+    Stack,
+    environment,
+    start_api,
+    start_prefect_server,
+    start_worker,
+)
+from tests.conftest import S3_SECRET, WORKDIR, free_port
+
+BUCKET = "engine"
+ACCESS_KEY = "test-access-key"
+SLUG = "image-rotate"
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T | None], timeout: float, what: str) -> T:
+    """Poll until `check` returns something truthy; fail naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+@dataclass
+class RunningStack:
+    stack: Stack
+    api: str
+    prefect_api: str
+    log_path: Path
+
+    def process(self, name: str) -> Process:
+        return next(p for p in self.stack.processes if p.name == name)
+
+
+@pytest.fixture(scope="session")
+def httpserver_listen_address() -> tuple[str, int]:
+    return ("127.0.0.1", free_port())
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    s3_client(endpoint).create_bucket(Bucket=BUCKET)
+    yield endpoint
+    server.stop()
+
+
+def s3_client(endpoint: str) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=S3_SECRET,
+        region_name="us-east-1",
+    )
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[RunningStack]:
+    log_path = WORKDIR / "stack.log"
+    with log_path.open("ab") as log:
+        env = environment()
+        running = Stack(env, log=log)
+        try:
+            start_prefect_server(running)
+            start_worker(running, SLUG)
+            start_api(running)
+            yield RunningStack(
+                running,
+                api=f"http://127.0.0.1:{env['SERVICE_PORT']}",
+                prefect_api=env["PREFECT_API_URL"],
+                log_path=log_path,
+            )
+        finally:
+            running.stop()
+
+
+@dataclass
+class Engine:
+    """pytest-httpserver playing the engine: records every callback PATCH it gets."""
+
+    server: HTTPServer
+    # Every PATCH body received, and those answered 2xx (the ones the engine took).
+    updates: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    delivered: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def callback_url(self, task_id: str) -> str:
+        return self.server.url_for(f"/tasks/{task_id}")
+
+    def accept(self, task_id: str) -> None:
+        """Answer every callback for `task_id` with 200, recording its body."""
+        self.server.expect_request(f"/tasks/{task_id}", method="PATCH").respond_with_handler(
+            self._recorder(task_id, lambda _: 200)
+        )
+
+    def answer(self, task_id: str, statuses: list[int]) -> None:
+        """Answer the n-th callback with statuses[n] (the last one after that)."""
+        self.server.expect_request(f"/tasks/{task_id}", method="PATCH").respond_with_handler(
+            self._recorder(task_id, lambda n: statuses[min(n, len(statuses) - 1)])
+        )
+
+    def _recorder(self, task_id: str, status_for: Callable[[int], int]) -> Any:
+        from werkzeug import Request, Response
+
+        def handle(request: Request) -> Response:
+            received = self.updates.setdefault(task_id, [])
+            received.append(json.loads(request.data))
+            status = status_for(len(received) - 1)
+            if status < 300:
+                self.delivered.setdefault(task_id, []).append(received[-1])
+            return Response(json.dumps({}), status=status, content_type="application/json")
+
+        return handle
+
+    def final(self, task_id: str, timeout: float = 60) -> dict[str, Any]:
+        """The first terminal update the engine took for the task, waiting for it."""
+
+        def terminal() -> dict[str, Any] | None:
+            for update in self.delivered.get(task_id, []):
+                if update["status"] in ("finished", "error"):
+                    return update
+            return None
+
+        return wait_for(terminal, timeout, f"the final callback of task {task_id}")
+
+
+@pytest.fixture
+def engine(httpserver: HTTPServer) -> Engine:
+    return Engine(httpserver)
+
+
+@dataclass
+class Client:
+    """What the tests do as the engine: put inputs in S3, POST tasks, read statuses."""
+
+    stack: RunningStack
+    engine: Engine
+    s3_endpoint: str
+
+    def put(self, data: bytes, extension: str) -> str:
+        """Store `data` under a new `<uuid4><extension>` key, as the engine does; the key."""
+        key = f"{uuid.uuid4()}{extension}"
+        self.s3_put(key, data)
+        return key
+
+    def s3_put(self, key: str, data: bytes) -> None:
+        s3_client(self.s3_endpoint).put_object(Bucket=BUCKET, Key=key, Body=data)
+
+    def flow_run_id(self, task_id: str) -> str:
+        """The id of the task's flow run, read from Prefect's API."""
+        runs = httpx.post(
+            f"{self.stack.prefect_api}/flow_runs/filter",
+            json={"flow_runs": {"name": {"any_": [task_id]}}},
+            timeout=10,
+        ).json()
+        assert len(runs) == 1, runs
+        run_id: str = runs[0]["id"]
+        return run_id
+
+    def get(self, key: str) -> bytes:
+        body: bytes = s3_client(self.s3_endpoint).get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        return body
+
+    def body(
+        self, data_in: list[str], task_id: str | None = None, s3_host: str = ""
+    ) -> dict[str, Any]:
+        """A ServiceTask shaped exactly like the engine's (CONTRACT.md §3)."""
+        task_id = task_id or str(uuid.uuid4())
+        return {
+            "s3_access_key_id": ACCESS_KEY,
+            "s3_secret_access_key": S3_SECRET,
+            "s3_region": "us-east-1",
+            "s3_host": s3_host or self.s3_endpoint,
+            "s3_bucket": BUCKET,
+            "task": {
+                "created_at": "2026-11-27T22:17:55.280592",
+                "updated_at": "2026-11-27T22:18:46.770513",
+                "data_in": data_in,
+                "data_out": None,
+                "status": "pending",
+                "service_id": str(uuid.uuid4()),
+                "pipeline_execution_id": None,
+                "pipeline_step_id": None,
+                "error_message": None,
+                "id": task_id,
+            },
+            "callback_url": self.engine.callback_url(task_id),
+        }
+
+    def submit(self, data_in: list[str], s3_host: str = "", accept: bool = True) -> str:
+        """POST a task and check it is accepted; its id."""
+        body = self.body(data_in, s3_host=s3_host)
+        task_id: str = body["task"]["id"]
+        if accept:
+            self.engine.accept(task_id)
+        response = httpx.post(f"{self.stack.api}/compute", json=body, timeout=10)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"status": "Task added to the queue"}
+        return task_id
+
+    def status(self, task_id: str) -> httpx.Response:
+        return httpx.get(f"{self.stack.api}/tasks/{task_id}/status", timeout=10)
+
+
+@pytest.fixture
+def client(stack: RunningStack, engine: Engine, s3_endpoint: str) -> Client:
+    return Client(stack, engine, s3_endpoint)
+
+
+def image_bytes(image_format: str, size: tuple[int, int] = (64, 32)) -> bytes:
+    """An image whose four quadrants have different colours, so rotation is visible."""
+    width, height = size
+    image = Image.new("RGB", size, (255, 255, 255))
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]
+    for index, colour in enumerate(colours):
+        left = (index % 2) * width // 2
+        top = (index // 2) * height // 2
+        image.paste(colour, (left, top, left + width // 2, top + height // 2))
+    out = io.BytesIO()
+    image.save(out, format=image_format)
+    return out.getvalue()

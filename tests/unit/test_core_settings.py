@@ -1,0 +1,122 @@
+"""core.settings: names and defaults of CONTRACT.md §6, read from the environment."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from pydantic import ValidationError
+
+from core.sealing import new_key
+from core.settings import ApiSettings, CommonSettings, WorkerSettings
+
+ALL_FIELDS = set(ApiSettings.model_fields) | set(WorkerSettings.model_fields)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No setting comes from the environment of whoever runs the tests."""
+    for name in list(os.environ):
+        if name.lower() in ALL_FIELDS:
+            monkeypatch.delenv(name)
+
+
+def test_missing_sealing_key_is_a_validation_error_naming_it() -> None:
+    """Without SEALING_KEY no settings can be built, and the error says which is missing."""
+    for settings_class in (CommonSettings, ApiSettings, WorkerSettings):
+        with pytest.raises(ValidationError) as caught:
+            settings_class(_env_file=None)
+        errors = caught.value.errors()
+        assert [(error["loc"], error["type"]) for error in errors] == [
+            (("sealing_key",), "missing")
+        ]
+
+
+def test_sealing_key_is_read_from_the_environment_and_kept_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SEALING_KEY comes from the environment and is not shown by repr."""
+    key = new_key()
+    monkeypatch.setenv("SEALING_KEY", key)
+    settings = CommonSettings(_env_file=None)
+    assert settings.sealing_key.get_secret_value() == key
+    assert key not in repr(settings)
+    assert key not in str(settings)
+
+
+def test_engine_urls_are_parsed_from_a_json_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENGINE_URLS is a JSON list of URLs."""
+    monkeypatch.setenv("SEALING_KEY", new_key())
+    monkeypatch.setenv("ENGINE_URLS", '["http://localhost:8080", "http://engine-2:8080"]')
+    settings = ApiSettings(_env_file=None)
+    assert settings.engine_urls == ["http://localhost:8080", "http://engine-2:8080"]
+
+
+def test_engine_urls_empty_list_runs_standalone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENGINE_URLS=[] gives no engines."""
+    monkeypatch.setenv("SEALING_KEY", new_key())
+    monkeypatch.setenv("ENGINE_URLS", "[]")
+    assert ApiSettings(_env_file=None).engine_urls == []
+
+
+def test_engine_urls_that_are_not_json_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bare URL in ENGINE_URLS (not a JSON list) is an error, not silently ignored."""
+    monkeypatch.setenv("SEALING_KEY", new_key())
+    monkeypatch.setenv("ENGINE_URLS", "http://localhost:8080")
+    with pytest.raises(Exception, match="engine_urls"):
+        ApiSettings(_env_file=None)
+
+
+def test_api_defaults_are_those_of_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without environment or .env, the API settings take CONTRACT.md §6's defaults."""
+    monkeypatch.setenv("SEALING_KEY", new_key())
+    settings = ApiSettings(_env_file=None)
+    assert settings.service_port == 9090
+    assert settings.service_url == "http://localhost:9090"
+    assert settings.max_tasks == 50
+    assert settings.engine_announce_retries == 5
+    assert settings.engine_announce_retry_delay == 3
+    assert settings.environment == "development"
+    assert settings.log_level == "debug"
+
+
+def test_common_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shared settings default to the image-rotate service and no fixed work pool."""
+    monkeypatch.setenv("SEALING_KEY", new_key())
+    settings = CommonSettings(_env_file=None)
+    assert settings.service_module == "services.image_rotate"
+    assert settings.environment == "development"
+    assert settings.log_level == "debug"
+    assert settings.work_pool == ""
+
+
+def test_environment_overrides_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Environment variables (any case of name) override the defaults."""
+    monkeypatch.setenv("SEALING_KEY", new_key())
+    monkeypatch.setenv("SERVICE_PORT", "8001")
+    monkeypatch.setenv("MAX_TASKS", "7")
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("LOG_LEVEL", "warning")
+    settings = ApiSettings(_env_file=None)
+    assert settings.service_port == 8001
+    assert settings.max_tasks == 7
+    assert settings.environment == "production"
+    assert settings.log_level == "warning"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ENVIRONMENT", "staging"),
+        ("LOG_LEVEL", "verbose"),
+        ("MAX_TASKS", "0"),
+        ("SERVICE_PORT", "port"),
+    ],
+)
+def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    """Values outside what a setting allows are a validation error naming the setting."""
+    monkeypatch.setenv("SEALING_KEY", new_key())
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as caught:
+        ApiSettings(_env_file=None)
+    assert [error["loc"] for error in caught.value.errors()] == [(name.lower(),)]
