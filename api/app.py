@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,9 +15,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from prefect.client.orchestration import get_client
 
+from api.forwarder import Forwarder
+from api.intake import Intake
 from api.orchestrator import Orchestrator, OrchestratorUnavailable
 from api.task_status import needs_stage, task_status
-from contract.models import ServiceTask, StatusAnswer
+from contract.models import ServiceTask, StatusAnswer, TaskStatus
 from core.runs import RunParameters, S3Target
 from core.sealing import Credentials, Sealer
 from core.settings import ApiSettings
@@ -38,9 +42,21 @@ def create_app(settings: ApiSettings, service: Service) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        intake = Intake(settings.intake_path)
         async with get_client() as client:
-            app.state.orchestrator = Orchestrator(client, description.slug)
-            yield
+            orchestrator = Orchestrator(client, description.slug)
+            forwarder = Forwarder(intake, orchestrator)
+            app.state.intake = intake
+            app.state.orchestrator = orchestrator
+            app.state.forwarder = forwarder
+            forwarding = asyncio.create_task(forwarder.run())
+            try:
+                yield
+            finally:
+                forwarding.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await forwarding
+                intake.close()
 
     app = FastAPI(
         title=description.name,
@@ -74,13 +90,18 @@ def create_app(settings: ApiSettings, service: Service) -> FastAPI:
         return StatusAnswer(status="Service is available")
 
     @app.post("/compute")
-    async def compute(body: ServiceTask, prefect: Prefect) -> StatusAnswer:
+    async def compute(body: ServiceTask, request: Request) -> StatusAnswer:
         task_id = body.task.id
-        if await prefect.backlog() >= settings.max_tasks:
+        intake: Intake = request.app.state.intake
+        forwarder: Forwarder = request.app.state.forwarder
+        # Never waits on Prefect: the forwarder keeps its share of the backlog fresh.
+        backlog = await asyncio.to_thread(intake.count) + forwarder.unended_in_prefect
+        if backlog >= settings.max_tasks:
             log.warning("refused task: backlog full", extra={"task_id": str(task_id)})
             raise HTTPException(
                 status_code=503,
-                detail=f"{settings.max_tasks} tasks are already waiting or running; retry later",
+                detail=f"{backlog} tasks are already waiting or running "
+                f"(MAX_TASKS is {settings.max_tasks}); retry later",
                 headers={"Retry-After": "5"},
             )
         sealed = sealer.seal(Credentials(body.s3_access_key_id, body.s3_secret_access_key))
@@ -95,15 +116,16 @@ def create_app(settings: ApiSettings, service: Service) -> FastAPI:
             ),
             callback_url=str(body.callback_url),
         )
-        flow_run = await prefect.submit(parameters)
-        log.info(
-            "accepted task",
-            extra={"task_id": str(task_id), "flow_run_id": str(flow_run.id)},
-        )
+        await asyncio.to_thread(intake.add, parameters)
+        forwarder.wake()
+        log.info("accepted task", extra={"task_id": str(task_id)})
         return StatusAnswer(status="Task added to the queue")
 
     @app.get("/tasks/{task_id}/status")
-    async def get_task_status(task_id: UUID, prefect: Prefect) -> StatusAnswer:
+    async def get_task_status(task_id: UUID, request: Request, prefect: Prefect) -> StatusAnswer:
+        intake: Intake = request.app.state.intake
+        if await asyncio.to_thread(intake.contains, task_id):
+            return StatusAnswer(status=TaskStatus.PENDING.value)
         flow_run = await prefect.find(task_id)
         if flow_run is None:
             raise HTTPException(status_code=404, detail=f"Task {task_id} not found")

@@ -6,6 +6,7 @@ with its meaning in the README's configuration table and in `.env`.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
@@ -39,6 +40,8 @@ class ApiSettings(CommonSettings):
     service_host: str = "127.0.0.1"
     service_port: int = 9090
     max_tasks: int = Field(default=50, ge=1)
+    # The journal where accepted tasks wait until Prefect holds their flow runs.
+    intake_path: Path = Path(".data/intake.db")
     engine_announce_retries: int = 5
     engine_announce_retry_delay: float = 3.0
 

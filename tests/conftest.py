@@ -48,6 +48,7 @@ os.environ.update(
         "WORKER_LIMIT": "8",
         "PROCESS_POOL_SIZE": "1",
         "MAX_TASKS": "50",
+        "INTAKE_PATH": str(WORKDIR / "intake.db"),
         # Long enough to see a retry happen, short enough for a quick suite.
         "TRANSIENT_RETRIES": "5",
         "RETRY_BASE_DELAY": "0.2",

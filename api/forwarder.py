@@ -1,0 +1,71 @@
+"""Handing journaled tasks to Prefect, in the background of the API process.
+
+Runs as one asyncio task: it wakes when a task is journaled (or every second), creates
+the flow runs of the oldest entries, and removes each entry once Prefect has its run.
+The task id is the run's idempotency key, so forwarding an entry twice (after a crash
+between create and remove, or from two API processes sharing the journal) is one run.
+It also keeps the count of unended flow runs fresh, so `/compute` checks its backlog
+without waiting on Prefect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from api.intake import Intake
+from api.orchestrator import Orchestrator, OrchestratorUnavailable
+
+log = logging.getLogger(__name__)
+BATCH = 20
+IDLE_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 30.0
+
+
+class Forwarder:
+    def __init__(self, intake: Intake, orchestrator: Orchestrator) -> None:
+        self._intake = intake
+        self._orchestrator = orchestrator
+        self._wake = asyncio.Event()
+        self.unended_in_prefect = 0
+        self.last_error: str | None = None
+
+    def wake(self) -> None:
+        """Called after a task is journaled: forward it now rather than at the next tick."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Forward until cancelled, backing off while Prefect is unreachable."""
+        backoff = IDLE_SECONDS
+        while True:
+            self._wake.clear()  # before reading, so a task journaled meanwhile wakes us
+            try:
+                forwarded = await self.forward_once()
+                self.unended_in_prefect = await self._orchestrator.backlog()
+                self.last_error = None
+                backoff = IDLE_SECONDS
+                if forwarded == BATCH:
+                    continue  # more may be waiting
+            except OrchestratorUnavailable as error:
+                if self.last_error != str(error):
+                    log.warning("cannot forward tasks to Prefect yet: %s", error)
+                self.last_error = str(error)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            except Exception:
+                log.exception("forwarding tasks to Prefect failed")
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+
+    async def forward_once(self) -> int:
+        """Create the flow runs of up to BATCH journaled tasks; how many were forwarded."""
+        entries = await asyncio.to_thread(self._intake.oldest, BATCH)
+        for entry in entries:
+            flow_run = await self._orchestrator.submit(entry.parameters)
+            await asyncio.to_thread(self._intake.remove, entry.task_id)
+            log.info(
+                "task handed to Prefect",
+                extra={"task_id": str(entry.task_id), "flow_run_id": str(flow_run.id)},
+            )
+        return len(entries)
