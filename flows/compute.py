@@ -120,6 +120,8 @@ def describe(error: BaseException) -> str:
 
 # Flow runs whose body already sent the error callback (so the failure hook need not).
 _reported: set[UUID] = set()
+# Flow runs the worker is stopping because someone cancelled them (flows.worker).
+cancellation_requested: set[UUID] = set()
 
 
 async def _report_abnormal_end(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
@@ -127,11 +129,12 @@ async def _report_abnormal_end(flow: Flow[..., Any], flow_run: FlowRun, state: S
     if flow_run.id in _reported:
         _reported.discard(flow_run.id)
         return
-    reason = {"CANCELLED": "was cancelled", "CRASHED": "crashed"}.get(state.type.value, "failed")
-    update = TaskUpdate(
-        status=TaskStatus.ERROR,
-        error_message=f"the run {reason}: {state.message or state.name}",
-    )
+    if flow_run.id in cancellation_requested or state.is_cancelled():
+        message = "the run was cancelled in Prefect"
+    else:
+        reason = "crashed" if state.is_crashed() else "failed"
+        message = f"the run {reason}: {state.message or state.name}"
+    update = TaskUpdate(status=TaskStatus.ERROR, error_message=message)
     callback_url = str(flow_run.parameters.get("callback_url", ""))
     settings = runtime().settings
     for attempt in range(settings.transient_retries + 1):

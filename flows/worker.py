@@ -16,14 +16,20 @@ from datetime import timedelta
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
-from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.exceptions import Abort
 from prefect.flow_engine import run_flow_async
-from prefect.states import Pending
+from prefect.states import Cancelled, Pending
 from prefect.types._datetime import now
 from prefect.utilities.engine import propose_state
 
-from flows.compute import compute
+from flows.compute import cancellation_requested, compute
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 30.0
@@ -60,6 +66,7 @@ class Worker:
         try:
             while not stop.is_set():
                 try:
+                    await self._cancel_requested()
                     await self._claim_and_start()
                 except Exception:
                     log.exception("polling Prefect failed; trying again")
@@ -99,6 +106,27 @@ class Worker:
                 self._running[flow_run.id] = asyncio.create_task(self._execute(flow_run))
                 free -= 1
 
+    async def _cancel_requested(self) -> None:
+        """Stop the runs that someone cancelled (in the UI or with the CLI) while running.
+
+        A stock worker kills the run's process; here the run is an asyncio task, so it is
+        cancelled, the crash hook tells the engine, and the run is marked Cancelled.
+        """
+        if not self._running:
+            return
+        cancelling = await self._client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=list(self._running)),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.CANCELLING])),
+            )
+        )
+        for flow_run in cancelling:
+            execution = self._running.get(flow_run.id)
+            if execution is not None and flow_run.id not in cancellation_requested:
+                log.info("cancelling flow run %s on request", flow_run.id)
+                cancellation_requested.add(flow_run.id)
+                execution.cancel()
+
     async def _claim(self, flow_run: FlowRun) -> bool:
         """Move the run to Pending; False when another worker got there first."""
         try:
@@ -113,11 +141,19 @@ class Worker:
             await run_flow_async(
                 compute, flow_run=fresh, parameters=fresh.parameters, return_type="state"
             )
-        except BaseException:
+        except asyncio.CancelledError:
+            if flow_run.id not in cancellation_requested:
+                raise
+        except Exception:
             log.exception("flow run %s ended abnormally", flow_run.id)
         finally:
             self._running.pop(flow_run.id, None)
             self._slot_freed.set()
+        if flow_run.id in cancellation_requested:
+            cancellation_requested.discard(flow_run.id)
+            await self._client.set_flow_run_state(
+                flow_run.id, Cancelled(message="Cancelled on request."), force=True
+            )
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         """Tell Prefect this worker is alive, so the UI shows the pool as ready."""

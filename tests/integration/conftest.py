@@ -179,16 +179,19 @@ class Client:
     def s3_put(self, key: str, data: bytes) -> None:
         s3_client(self.s3_endpoint).put_object(Bucket=BUCKET, Key=key, Body=data)
 
-    def flow_run_id(self, task_id: str) -> str:
-        """The id of the task's flow run, read from Prefect's API."""
+    def flow_run(self, task_id: str) -> dict[str, Any]:
+        """The task's flow run, read from Prefect's API."""
         runs = httpx.post(
             f"{self.stack.prefect_api}/flow_runs/filter",
             json={"flow_runs": {"name": {"any_": [task_id]}}},
             timeout=10,
         ).json()
         assert len(runs) == 1, runs
-        run_id: str = runs[0]["id"]
-        return run_id
+        run: dict[str, Any] = runs[0]
+        return run
+
+    def flow_run_id(self, task_id: str) -> str:
+        return str(self.flow_run(task_id)["id"])
 
     def get(self, key: str) -> bytes:
         body: bytes = s3_client(self.s3_endpoint).get_object(Bucket=BUCKET, Key=key)["Body"].read()

@@ -1,4 +1,4 @@
-"""A failed run retried from Prefect does the whole task again and calls back again."""
+"""Runs handled by a person in Prefect: retried after a failure, or cancelled."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import Client, image_bytes, wait_for
+from tests.integration.proxy import Proxy
 
 pytestmark = pytest.mark.integration
 
@@ -43,3 +44,30 @@ def test_retry_of_a_failed_run_delivers_a_fresh_callback(client: Client) -> None
     [key] = second["data_out"]
     assert client.get(key)
     wait_for(lambda: client.status(task_id).json() == {"status": "finished"}, 30, "finished")
+
+
+def test_cancelling_a_running_run_tells_the_engine(client: Client) -> None:
+    """A run cancelled in Prefect while it fetches ends Cancelled, with an error callback."""
+    proxy = Proxy(int(client.s3_endpoint.rsplit(":", 1)[1]), hold=lambda b: b.startswith(b"GET"))
+    try:
+        keys = [client.put(image_bytes("PNG"), ".png"), client.put(b"90", ".txt")]
+        task_id = client.submit(keys, s3_host=proxy.url)
+        wait_for(proxy.held.is_set, 30, "the worker to read from S3")
+        flow_run_id = client.flow_run_id(task_id)
+        cancel = subprocess.run(
+            [sys.executable, "-m", "prefect", "flow-run", "cancel", flow_run_id],
+            env={**os.environ, **client.stack.stack.env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert cancel.returncode == 0, cancel.stdout + cancel.stderr
+
+        update = client.engine.final(task_id)
+
+        assert update["status"] == "error"
+        assert update["error_message"] == "the run was cancelled in Prefect"
+        wait_for(lambda: client.status(task_id).json() == {"status": "error"}, 30, "error")
+        wait_for(lambda: client.flow_run(task_id)["state_type"] == "CANCELLED", 30, "Cancelled")
+    finally:
+        proxy.close()

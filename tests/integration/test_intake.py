@@ -1,0 +1,66 @@
+"""Accepted means durable: the journal keeps tasks through Prefect outages and API crashes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+
+from deployments.local import Stack, environment, start_api
+from tests.conftest import WORKDIR, free_port
+from tests.integration.conftest import Client, image_bytes
+
+pytestmark = pytest.mark.integration
+
+
+@contextmanager
+def extra_api(client: Client, **overrides: str) -> Iterator[tuple[Stack, str]]:
+    """Another API process over the same worker and S3, with some settings changed."""
+    port = free_port()
+    env = environment({"SERVICE_PORT": str(port), **overrides})
+    with (WORKDIR / "stack.log").open("ab") as log:
+        stack = Stack(env, log=log)
+        try:
+            start_api(stack)
+            yield stack, f"http://127.0.0.1:{port}"
+        finally:
+            stack.stop()
+
+
+def test_task_accepted_while_prefect_is_down_runs_after_an_api_crash(client: Client) -> None:
+    """With Prefect unreachable the API still answers 200 and says `pending`; killed and
+    restarted with Prefect back, it hands the task over and the task finishes."""
+    intake = str(WORKDIR / f"intake-{uuid.uuid4()}.db")
+    dead_prefect = f"http://127.0.0.1:{free_port()}/api"
+    body = client.body([client.put(image_bytes("PNG"), ".png"), client.put(b"90", ".txt")])
+    task_id = body["task"]["id"]
+    client.engine.accept(task_id)
+
+    with extra_api(client, PREFECT_API_URL=dead_prefect, INTAKE_PATH=intake) as (stack, api):
+        response = httpx.post(f"{api}/compute", json=body, timeout=10)
+        assert response.status_code == 200
+        assert response.json() == {"status": "Task added to the queue"}
+        assert httpx.get(f"{api}/tasks/{task_id}/status").json() == {"status": "pending"}
+        stack.processes[0].popen.kill()  # no chance to forward anything
+
+    with extra_api(client, INTAKE_PATH=intake):
+        assert client.engine.final(task_id)["status"] == "finished"
+
+
+def test_full_backlog_answers_503_with_retry_after(client: Client) -> None:
+    """With MAX_TASKS tasks not ended, /compute answers 503 with Retry-After and a reason."""
+    overrides = {
+        "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api",
+        "INTAKE_PATH": str(WORKDIR / f"intake-{uuid.uuid4()}.db"),
+        "MAX_TASKS": "1",
+    }
+    with extra_api(client, **overrides) as (_, api):
+        first = httpx.post(f"{api}/compute", json=client.body(["a.png", "b.txt"]), timeout=10)
+        second = httpx.post(f"{api}/compute", json=client.body(["a.png", "b.txt"]), timeout=10)
+    assert first.status_code == 200
+    assert second.status_code == 503
+    assert second.headers["retry-after"] == "5"
+    assert "MAX_TASKS is 1" in second.json()["detail"]
