@@ -1,5 +1,6 @@
 # Every target sets up what it needs: a virtual environment under .venv with the pinned
-# dependencies of requirements.lock, installed once and again only when the lock changes.
+# dependencies of requirements-dev.lock (requirements.lock is the runtime subset that the
+# image installs), installed once and again only when a lock changes.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -9,9 +10,9 @@ INSTALLED := $(VENV)/.installed
 
 install: $(INSTALLED)
 
-$(INSTALLED): requirements.lock
+$(INSTALLED): requirements-dev.lock requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.lock
 	touch $(INSTALLED)
 
 ## run: the Prefect server, a worker and the API on 127.0.0.1; Ctrl-C stops them all
@@ -34,10 +35,13 @@ format: install
 
 ## lock: re-pin every dependency after changing pyproject.toml
 lock:
-	$(PYTHON) -m venv /tmp/lock-venv
-	/tmp/lock-venv/bin/pip install --quiet ".[dev]"
-	/tmp/lock-venv/bin/pip freeze --exclude-editable | grep -v "^prefect-core-service" > requirements.lock
-	rm -rf /tmp/lock-venv
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet ".[dev]"
+	.lock-venv/bin/pip freeze --exclude-editable | grep -v "^prefect-core-service" > requirements-dev.lock
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --constraint requirements-dev.lock .
+	.lock-venv/bin/pip freeze --exclude-editable | grep -v "^prefect-core-service" > requirements.lock
+	rm -rf .lock-venv build *.egg-info
 
 clean:
 	rm -rf $(VENV) .data .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache

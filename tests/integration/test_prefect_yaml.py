@@ -1,0 +1,39 @@
+"""`prefect.yaml` deploys the same deployment the worker serves."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from deployments.local import ROOT
+from tests.integration.conftest import Client, image_bytes
+
+pytestmark = pytest.mark.integration
+
+
+def test_prefect_deploy_updates_the_served_deployment(client: Client) -> None:
+    """`prefect deploy --all` succeeds, keeps the deployment's id, pool and entrypoint, and
+    tasks still run afterwards."""
+    url = f"{client.stack.prefect_api}/deployments/name/compute/image-rotate"
+    before = httpx.get(url).json()
+
+    deploy = subprocess.run(
+        [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"],
+        cwd=ROOT,
+        env={**os.environ, **client.stack.stack.env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+    after = httpx.get(url).json()
+    assert after["id"] == before["id"]
+    assert after["work_pool_name"] == "image-rotate"
+    assert after["entrypoint"] == "flows/compute.py:compute"
+    task_id = client.submit([client.put(image_bytes("PNG"), ".png"), client.put(b"90", ".txt")])
+    assert client.engine.final(task_id)["status"] == "finished"
