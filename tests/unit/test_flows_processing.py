@@ -173,3 +173,55 @@ def test_pool_runs_elsewhere_and_survives_failures(
         asyncio.run(scenario())
     finally:
         pool.shutdown()
+
+
+WAITER = """
+import time
+from pathlib import Path
+
+from contract.description import FieldDescription, FieldType, ServiceDescription
+from services.base import Blob
+
+DESCRIPTION = ServiceDescription(
+    name="Waiter",
+    slug="waiter",
+    summary="s",
+    description="d",
+    data_in_fields=[FieldDescription(name="path", type=[FieldType.TEXT_PLAIN])],
+    data_out_fields=[FieldDescription(name="result", type=[FieldType.TEXT_PLAIN])],
+)
+
+
+def process(inputs):
+    # Busy until the file appears: it stands for CPU-bound work that takes a while.
+    path = Path(inputs["path"].data.decode())
+    deadline = time.monotonic() + 30
+    while not path.exists():
+        if time.monotonic() > deadline:
+            return {"result": Blob(b"stalled", FieldType.TEXT_PLAIN)}
+    return {"result": Blob(b"released", FieldType.TEXT_PLAIN)}
+"""
+
+
+def test_busy_process_does_not_stall_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While process() is busy, other coroutines of the worker keep running: here one of
+    them is what ends the busy work."""
+    (tmp_path / "waiter_processing_service.py").write_text(textwrap.dedent(WAITER))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    pool = ProcessPool(load_service("waiter_processing_service"), 1)
+    release = tmp_path / "release"
+
+    async def scenario() -> bytes:
+        busy = asyncio.create_task(
+            pool.run({"path": Blob(str(release).encode(), FieldType.TEXT_PLAIN)})
+        )
+        await asyncio.sleep(0)  # let the busy work start before the other coroutine runs
+        release.touch()
+        return (await busy)["result"].data
+
+    try:
+        assert asyncio.run(scenario()) == b"released"
+    finally:
+        pool.shutdown()
