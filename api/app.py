@@ -18,6 +18,7 @@ from prefect.client.orchestration import get_client
 from api.forwarder import Forwarder
 from api.intake import Intake
 from api.orchestrator import Orchestrator, OrchestratorUnavailable
+from api.registration import Registration
 from api.task_status import needs_stage, task_status
 from contract.models import ServiceTask, StatusAnswer, TaskStatus
 from core.runs import RunParameters, S3Target
@@ -42,6 +43,8 @@ def create_app(settings: ApiSettings, service: Service) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Checks the description first: one the engine would choke on stops the start here.
+        registration = Registration(settings, description)
         intake = Intake(settings.intake_path)
         async with get_client() as client:
             orchestrator = Orchestrator(client, description.slug)
@@ -50,9 +53,18 @@ def create_app(settings: ApiSettings, service: Service) -> FastAPI:
             app.state.orchestrator = orchestrator
             app.state.forwarder = forwarder
             forwarding = asyncio.create_task(forwarder.run())
+            # Announcing needs the service to be serving (the engine calls GET /status
+            # first), yet uvicorn opens its socket only after this startup has returned.
+            # So the announcements run in background tasks that first wait until
+            # SERVICE_URL/status answers: no race with uvicorn, and startup never waits
+            # on an engine.
+            registration.start()
             try:
                 yield
             finally:
+                # uvicorn has stopped serving by now: tell the engines first, so they stop
+                # routing tasks here as soon as possible.
+                await registration.stop()
                 forwarding.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await forwarding
@@ -85,8 +97,21 @@ def create_app(settings: ApiSettings, service: Service) -> FastAPI:
     async def root() -> RedirectResponse:
         return RedirectResponse("/docs")
 
-    @app.get("/status")
-    async def status() -> StatusAnswer:
+    @app.get(
+        "/status",
+        responses={503: {"description": "The service cannot run tasks now; `detail` says why"}},
+    )
+    async def status(request: Request) -> StatusAnswer:
+        forwarder: Forwarder = request.app.state.forwarder
+        # The forwarder talks to Prefect every second or so: its last failure, if it has
+        # not succeeded since, is the answer, without a call to Prefect per health check.
+        reason = forwarder.last_error
+        if reason is not None:
+            raise HTTPException(
+                status_code=503,
+                detail=f"cannot run tasks now: {reason}",
+                headers={"Retry-After": "5"},
+            )
         return StatusAnswer(status="Service is available")
 
     @app.post("/compute")

@@ -20,7 +20,8 @@ from api.orchestrator import Orchestrator, OrchestratorUnavailable
 log = logging.getLogger(__name__)
 BATCH = 20
 IDLE_SECONDS = 1.0
-MAX_BACKOFF_SECONDS = 30.0
+# Short: /status says 503 until the forwarder next reaches Prefect.
+MAX_BACKOFF_SECONDS = 5.0
 
 
 class Forwarder:

@@ -5,7 +5,14 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
 
 
 class FieldType(StrEnum):
@@ -114,6 +121,22 @@ class FieldDescription(BaseModel):
         if not name.isidentifier():
             raise ValueError(f"field name {name!r} is not a valid Python identifier")
         return name
+
+    @field_validator("type", mode="wrap")
+    @classmethod
+    def _engine_types(
+        cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> list[FieldType]:
+        # pydantic's own message would not say which field is wrong.
+        try:
+            types: list[FieldType] = handler(value)
+        except ValidationError:
+            allowed = ", ".join(field_type.value for field_type in FieldType)
+            name = info.data.get("name", "?")
+            raise ValueError(
+                f"field {name!r}: type must list one or more of {allowed}; got {value!r}"
+            ) from None
+        return types
 
 
 class ServiceDescription(BaseModel):

@@ -44,6 +44,9 @@ class ApiSettings(CommonSettings):
     intake_path: Path = Path(".data/intake.db")
     engine_announce_retries: int = 5
     engine_announce_retry_delay: float = 3.0
+    # Seconds between heartbeats (POST {engine}/services/{slug}/ping); the engine marks a
+    # service sleeping after 50 s without one.
+    engine_heartbeat_interval: float = Field(default=20.0, gt=0)
 
 
 class WorkerSettings(CommonSettings):

@@ -50,6 +50,17 @@ def answers(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def responds(url: str, timeout: float = 2.0) -> bool:
+    """True when anything answers HTTP at `url`, whatever the status."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError):
+        return False
+
+
 @dataclass
 class Process:
     name: str
@@ -141,8 +152,10 @@ def api_url(env: Mapping[str, str]) -> str:
 
 
 def start_api(stack: Stack, timeout: float = 60.0) -> Process:
+    # Up once it answers at all: /status says 503 while Prefect is unreachable, and the
+    # API still takes tasks then.
     status = f"{api_url(stack.env)}/status"
-    return stack.start("api", [sys.executable, "-m", "api"], lambda: answers(status), timeout)
+    return stack.start("api", [sys.executable, "-m", "api"], lambda: responds(status), timeout)
 
 
 def main() -> int:

