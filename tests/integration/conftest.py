@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,6 +27,7 @@ from PIL import Image
 from pytest_httpserver import HTTPServer
 
 from deployments.local import (
+    ROOT,
     Process,
     Stack,
     environment,
@@ -192,6 +196,18 @@ class Client:
 
     def flow_run_id(self, task_id: str) -> str:
         return str(self.flow_run(task_id)["id"])
+
+    def prefect(self, *args: str) -> None:
+        """Run the `prefect` CLI against the suite's server, as an operator would."""
+        done = subprocess.run(
+            [sys.executable, "-m", "prefect", "--no-prompt", *args],
+            cwd=ROOT,
+            env={**os.environ, **self.stack.stack.env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
 
     def get(self, key: str) -> bytes:
         body: bytes = s3_client(self.s3_endpoint).get_object(Bucket=BUCKET, Key=key)["Body"].read()

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import httpx
 import pytest
 
-from deployments.local import ROOT
 from tests.integration.conftest import Client, image_bytes
 
 pytestmark = pytest.mark.integration
@@ -21,16 +16,8 @@ def test_prefect_deploy_updates_the_served_deployment(client: Client) -> None:
     url = f"{client.stack.prefect_api}/deployments/name/compute/image-rotate"
     before = httpx.get(url).json()
 
-    deploy = subprocess.run(
-        [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"],
-        cwd=ROOT,
-        env={**os.environ, **client.stack.stack.env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    client.prefect("deploy", "--all")
 
-    assert deploy.returncode == 0, deploy.stdout + deploy.stderr
     after = httpx.get(url).json()
     assert after["id"] == before["id"]
     assert after["work_pool_name"] == "image-rotate"

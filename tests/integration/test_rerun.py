@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from typing import Any
 
@@ -27,14 +24,7 @@ def test_retry_of_a_failed_run_delivers_a_fresh_callback(client: Client) -> None
 
     client.s3_put(image_key, image_bytes("PNG"))
     flow_run_id = client.flow_run_id(task_id)
-    retry = subprocess.run(
-        [sys.executable, "-m", "prefect", "flow-run", "retry", flow_run_id],
-        env={**os.environ, **client.stack.stack.env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert retry.returncode == 0, retry.stdout + retry.stderr
+    client.prefect("flow-run", "retry", flow_run_id)
 
     def finished() -> dict[str, Any] | None:
         updates = client.engine.delivered.get(task_id, [])
@@ -54,14 +44,7 @@ def test_cancelling_a_running_run_tells_the_engine(client: Client) -> None:
         task_id = client.submit(keys, s3_host=proxy.url)
         wait_for(proxy.held.is_set, 30, "the worker to read from S3")
         flow_run_id = client.flow_run_id(task_id)
-        cancel = subprocess.run(
-            [sys.executable, "-m", "prefect", "flow-run", "cancel", flow_run_id],
-            env={**os.environ, **client.stack.stack.env},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert cancel.returncode == 0, cancel.stdout + cancel.stderr
+        client.prefect("flow-run", "cancel", flow_run_id)
 
         update = client.engine.final(task_id)
 
