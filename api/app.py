@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from prefect.client.orchestration import get_client
 
 from api.forwarder import Forwarder
+from api.guards import BodyLimit, host_allowed
 from api.intake import Intake
 from api.orchestrator import Orchestrator, OrchestratorUnavailable
 from api.registration import Registration
@@ -77,6 +78,9 @@ def create_app(settings: ApiSettings, service: Service) -> FastAPI:
         lifespan=lifespan,
     )
 
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    allowed_hosts = settings.hosts_allowed()
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
         # FastAPI's default echoes the offending input, which may be the S3 secret.
@@ -117,6 +121,21 @@ def create_app(settings: ApiSettings, service: Service) -> FastAPI:
     @app.post("/compute")
     async def compute(body: ServiceTask, request: Request) -> StatusAnswer:
         task_id = body.task.id
+        refused = [
+            {
+                "loc": ["body", name],
+                "msg": f"host of {url} is not in ALLOWED_HOSTS",
+                "type": "host_not_allowed",
+            }
+            for name, url in (
+                ("callback_url", str(body.callback_url)),
+                ("s3_host", str(body.s3_host)),
+            )
+            if not host_allowed(url, allowed_hosts)
+        ]
+        if refused:
+            log.warning("refused task: host not allowed", extra={"task_id": str(task_id)})
+            raise HTTPException(status_code=422, detail=refused)
         intake: Intake = request.app.state.intake
         forwarder: Forwarder = request.app.state.forwarder
         # Never waits on Prefect: the forwarder keeps its share of the backlog fresh.

@@ -3,9 +3,30 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 from uuid import UUID
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field
+
+# The engine writes inputs as `<uuid4><extension>` at the top of one bucket; a key that
+# climbs out of it, or is absolute, is refused before anything is fetched.
+MAX_KEY_LENGTH = 1024
+MAX_INPUTS = 64
+
+
+def _plain_key(key: str) -> str:
+    if key.startswith("/"):
+        raise ValueError("must be a key inside the bucket, not an absolute path")
+    if "\\" in key:
+        raise ValueError("must not contain backslashes")
+    if ".." in key.split("/"):
+        raise ValueError("must not contain '..'")
+    if any(ord(char) < 32 for char in key):
+        raise ValueError("must not contain control characters")
+    return key
+
+
+S3Key = Annotated[str, Field(min_length=1, max_length=MAX_KEY_LENGTH), AfterValidator(_plain_key)]
 
 
 class TaskStatus(StrEnum):
@@ -28,7 +49,7 @@ class EngineTask(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id: UUID
-    data_in: list[str]
+    data_in: list[S3Key] = Field(max_length=MAX_INPUTS)
     data_out: list[str] | None = None
     status: TaskStatus = TaskStatus.PENDING
     service_id: UUID | None = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,6 +37,11 @@ class ApiSettings(CommonSettings):
     """The HTTP face (`python -m api`)."""
 
     engine_urls: list[str] = Field(default_factory=list)
+    # Hosts (`name` or `name:port`) that callback_url and s3_host may name; ["*"] allows
+    # any. Unset: any in development and test, the hosts of ENGINE_URLS in production.
+    allowed_hosts: list[str] | None = None
+    # Largest request body /compute reads; an engine's task is a few kilobytes.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
     service_url: str = "http://localhost:9090"
     service_host: str = "127.0.0.1"
     service_port: int = 9090
@@ -47,6 +53,13 @@ class ApiSettings(CommonSettings):
     # Seconds between heartbeats (POST {engine}/services/{slug}/ping); the engine marks a
     # service sleeping after 50 s without one.
     engine_heartbeat_interval: float = Field(default=20.0, gt=0)
+
+    def hosts_allowed(self) -> list[str]:
+        if self.allowed_hosts is not None:
+            return self.allowed_hosts
+        if self.environment != "production":
+            return ["*"]
+        return [urlsplit(url).hostname or "" for url in self.engine_urls]
 
 
 class WorkerSettings(CommonSettings):

@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -271,3 +272,17 @@ def image_bytes(image_format: str, size: tuple[int, int] = (64, 32)) -> bytes:
     out = io.BytesIO()
     image.save(out, format=image_format)
     return out.getvalue()
+
+
+@contextmanager
+def extra_api(client: Client, **overrides: str) -> Iterator[tuple[Stack, str]]:
+    """Another API process over the same worker and S3, with some settings changed."""
+    port = free_port()
+    env = environment({"SERVICE_PORT": str(port), **overrides})
+    with (WORKDIR / "stack.log").open("ab") as log:
+        stack = Stack(env, log=log)
+        try:
+            start_api(stack)
+            yield stack, f"http://127.0.0.1:{port}"
+        finally:
+            stack.stop()

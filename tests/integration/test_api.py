@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import httpx
 import pytest
 
 from tests.conftest import S3_SECRET
-from tests.integration.conftest import Client
+from tests.integration.conftest import Client, extra_api, image_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -79,3 +80,60 @@ def test_422_does_not_echo_the_secret(client: Client) -> None:
     assert response.status_code == 422
     assert S3_SECRET not in response.text
     assert ["body", "task"] in [error["loc"] for error in response.json()["detail"]]
+
+
+@pytest.mark.parametrize(
+    ("keys", "loc", "words"),
+    [
+        (["../secret.png", "b.txt"], ["body", "task", "data_in", 0], "'..'"),
+        (["a.png", "/etc/passwd"], ["body", "task", "data_in", 1], "absolute path"),
+        ([f"{i}.png" for i in range(5000)], ["body", "task", "data_in"], "at most 64"),
+    ],
+    ids=["dot-dot", "absolute", "thousands"],
+)
+def test_hostile_input_keys_are_422(
+    client: Client, keys: list[str], loc: list[object], words: str
+) -> None:
+    """Keys that climb out of the bucket, and lists of thousands, are refused by name."""
+    response = httpx.post(f"{client.stack.api}/compute", json=client.body(keys))
+    assert response.status_code == 422
+    [error] = [error for error in response.json()["detail"] if error["loc"] == loc]
+    assert words in error["msg"]
+
+
+@pytest.mark.parametrize("field", ["callback_url", "s3_host"])
+def test_file_urls_are_422(client: Client, field: str) -> None:
+    """A `file://` callback or S3 host is refused before anything is called."""
+    body = {**client.body(["a.png", "b.txt"]), field: "file:///etc/passwd"}
+    response = httpx.post(f"{client.stack.api}/compute", json=body)
+    assert response.status_code == 422
+    assert ["body", field] in [error["loc"] for error in response.json()["detail"]]
+
+
+def test_oversized_body_is_413(client: Client) -> None:
+    """A body over MAX_BODY_BYTES is refused with 413, and the service keeps serving."""
+    body = client.body(["a.png", "b.txt"])
+    body["padding"] = "x" * 2_000_000
+    response = httpx.post(f"{client.stack.api}/compute", json=body)
+    assert response.status_code == 413
+    assert "larger than" in response.json()["detail"]
+    assert httpx.get(f"{client.stack.api}/status").status_code == 200
+
+
+def test_hosts_outside_the_allowlist_are_refused(client: Client) -> None:
+    """With ALLOWED_HOSTS set, a callback or S3 host not in it is 422 naming the field and
+    nothing is accepted; a listed host is accepted."""
+    engine_host = f"127.0.0.1:{client.engine.server.port}"
+    s3_host = client.s3_endpoint.removeprefix("http://")
+    body = client.body([client.put(image_bytes("PNG"), ".png"), client.put(b"90", ".txt")])
+    client.engine.accept(body["task"]["id"])
+
+    with extra_api(client, ALLOWED_HOSTS=json.dumps([engine_host])) as (_, api):
+        refused = httpx.post(f"{api}/compute", json=body)
+        assert refused.status_code == 422
+        assert [error["loc"] for error in refused.json()["detail"]] == [["body", "s3_host"]]
+        assert httpx.get(f"{api}/tasks/{body['task']['id']}/status").status_code == 404
+
+    with extra_api(client, ALLOWED_HOSTS=json.dumps([engine_host, s3_host])) as (_, api):
+        assert httpx.post(f"{api}/compute", json=body).status_code == 200
+    assert client.engine.final(body["task"]["id"])["status"] == "finished"

@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 import pytest
 
-from deployments.local import Stack, environment, start_api
 from tests.conftest import WORKDIR, free_port
-from tests.integration.conftest import Client, image_bytes
+from tests.integration.conftest import Client, extra_api, image_bytes
 
 pytestmark = pytest.mark.integration
-
-
-@contextmanager
-def extra_api(client: Client, **overrides: str) -> Iterator[tuple[Stack, str]]:
-    """Another API process over the same worker and S3, with some settings changed."""
-    port = free_port()
-    env = environment({"SERVICE_PORT": str(port), **overrides})
-    with (WORKDIR / "stack.log").open("ab") as log:
-        stack = Stack(env, log=log)
-        try:
-            start_api(stack)
-            yield stack, f"http://127.0.0.1:{port}"
-        finally:
-            stack.stop()
 
 
 def test_task_accepted_while_prefect_is_down_runs_after_an_api_crash(client: Client) -> None:

@@ -179,3 +179,33 @@ def test_task_status_values_match_the_contract() -> None:
         "skipped",
         "unavailable",
     }
+
+
+@pytest.mark.parametrize(
+    ("key", "words"),
+    [
+        ("../x.png", "'..'"),
+        ("a/../../x.png", "'..'"),
+        ("/etc/passwd", "absolute path"),
+        ("a\\b.png", "backslashes"),
+        ("a\nb.png", "control characters"),
+        ("", "at least 1 character"),
+        ("k" * 1025, "at most 1024 characters"),
+    ],
+)
+def test_input_keys_must_stay_inside_the_bucket(key: str, words: str) -> None:
+    """A key that is absolute, climbs with '..', or is odd is refused, naming data_in."""
+    body = captured()
+    body["task"]["data_in"] = [key]
+    with pytest.raises(ValidationError) as caught:
+        ServiceTask.model_validate(body)
+    [error] = caught.value.errors()
+    assert error["loc"] == ("task", "data_in", 0)
+    assert words in error["msg"]
+
+
+def test_a_key_in_a_folder_is_still_a_key() -> None:
+    """`folder/name.png` stays inside the bucket and is accepted."""
+    body = captured()
+    body["task"]["data_in"] = ["folder/name.png"]
+    assert ServiceTask.model_validate(body).task.data_in == ["folder/name.png"]

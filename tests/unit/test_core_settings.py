@@ -120,3 +120,24 @@ def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, 
     with pytest.raises(ValidationError) as caught:
         ApiSettings(_env_file=None)
     assert [error["loc"] for error in caught.value.errors()] == [(name.lower(),)]
+
+
+@pytest.mark.parametrize(
+    ("environment", "allowed", "expected"),
+    [
+        ("development", None, ["*"]),
+        ("test", None, ["*"]),
+        ("production", None, ["engine", "engine-2"]),
+        ("production", '["minio:9000", "engine"]', ["minio:9000", "engine"]),
+    ],
+)
+def test_allowed_hosts_default_by_environment(
+    monkeypatch: pytest.MonkeyPatch, environment: str, allowed: str | None, expected: list[str]
+) -> None:
+    """Unset, ALLOWED_HOSTS is any host outside production and the engines' hosts in it."""
+    monkeypatch.setenv("SEALING_KEY", new_key())
+    monkeypatch.setenv("ENVIRONMENT", environment)
+    monkeypatch.setenv("ENGINE_URLS", '["http://engine:8080", "https://engine-2"]')
+    if allowed is not None:
+        monkeypatch.setenv("ALLOWED_HOSTS", allowed)
+    assert ApiSettings(_env_file=None).hosts_allowed() == expected

@@ -1,0 +1,68 @@
+"""What the API refuses before it does anything with a request.
+
+`callback_url` and `s3_host` come from the request, so an open service could be made to
+call any address (SSRF): they must name an allowed host. Bodies are capped so a huge
+request cannot exhaust memory.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+def host_allowed(url: str, allowed: list[str]) -> bool:
+    """True when `url`'s host (or host:port) is in `allowed`, or `allowed` has "*"."""
+    if "*" in allowed:
+        return True
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    with_port = f"{host}:{parts.port}" if parts.port else host
+    return any(entry.lower() in (host, with_port) for entry in allowed)
+
+
+class BodyLimit:
+    """ASGI middleware answering 413 to a body larger than `limit` bytes, declared or sent."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self._app = app
+        self._limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._limit:
+            await self._refuse(send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self._limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self._app(scope, limited, send)
+        except _TooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = f'{{"detail": "request body larger than {self._limit} bytes"}}'.encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
