@@ -68,8 +68,16 @@ class WorkerSettings(CommonSettings):
     worker_name: str = ""
     worker_limit: int = Field(default=8, ge=1)
     worker_poll_interval: float = Field(default=0.5, gt=0)
+    # Seconds between heartbeats; a worker silent for 3 of them is taken for dead and its
+    # runs are scheduled again.
+    worker_heartbeat_seconds: int = Field(default=30, ge=1)
+    # Seconds a stopping worker lets its runs finish before handing them back.
+    worker_shutdown_grace: float = Field(default=30.0, ge=0)
     process_pool_size: int = Field(default=2, ge=1)
     transient_retries: int = Field(default=5, ge=0)
+    # More for the callback: with the default delay, 8 retries span about four minutes of
+    # an engine that is down or restarting.
+    callback_retries: int = Field(default=8, ge=0)
     retry_base_delay: float = Field(default=1.0, ge=0)
     s3_timeout: float = Field(default=10.0, gt=0)
     callback_timeout: float = Field(default=10.0, gt=0)

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 
 from prefect.client.orchestration import get_client
 
@@ -19,13 +20,8 @@ from flows.worker import Worker
 log = logging.getLogger("flows")
 
 
-async def main() -> None:
+async def serve(stop: asyncio.Event) -> None:
     rt = runtime()
-    configure_logging(rt.settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     pool = work_pool_name(rt.settings, rt.service.description.slug)
     await rt.pool.warm()
     async with get_client() as client:
@@ -37,11 +33,49 @@ async def main() -> None:
             name=rt.settings.worker_name or f"{socket.gethostname()}-{os.getpid()}",
             limit=rt.settings.worker_limit,
             poll_interval=rt.settings.worker_poll_interval,
+            heartbeat_seconds=rt.settings.worker_heartbeat_seconds,
+            shutdown_grace=rt.settings.worker_shutdown_grace,
         )
         await worker.serve(stop)
     rt.pool.shutdown()
     log.info("worker stopped")
 
 
+def main() -> None:
+    """Serve in a thread, and take SIGTERM and SIGINT in the main thread.
+
+    Prefect's flow engine replaces the SIGTERM handler of the main thread while a flow
+    runs (to crash the run), which would turn a graceful stop into crashed runs and error
+    callbacks. Signal handlers can only be set in the main thread, so with the event loop
+    in another one, the engine leaves them to us.
+    """
+    configure_logging(runtime().settings)
+    stop = asyncio.Event()
+    requested = threading.Event()
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    def run() -> None:
+        async def with_loop() -> None:
+            loops.append(asyncio.get_running_loop())
+            if requested.is_set():  # a signal came before the loop existed
+                stop.set()
+            await serve(stop)
+
+        asyncio.run(with_loop())
+
+    def request_stop(signum: int, frame: object) -> None:
+        log.info("stop requested (signal %d)", signum)
+        requested.set()
+        if loops:
+            loops[0].call_soon_threadsafe(stop.set)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, request_stop)
+    thread = threading.Thread(target=run, name="worker")
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.5)
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

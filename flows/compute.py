@@ -122,22 +122,15 @@ def describe(error: BaseException) -> str:
 _reported: set[UUID] = set()
 # Flow runs the worker is stopping because someone cancelled them (flows.worker).
 cancellation_requested: set[UUID] = set()
+# Flow runs a stopping worker gives back, unfinished, for another worker to run again.
+handed_back: set[UUID] = set()
 
 
-async def _report_abnormal_end(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
-    """Failure, crash and cancellation hook: tell the engine when the body could not."""
-    if flow_run.id in _reported:
-        _reported.discard(flow_run.id)
-        return
-    if flow_run.id in cancellation_requested or state.is_cancelled():
-        message = "the run was cancelled in Prefect"
-    else:
-        reason = "crashed" if state.is_crashed() else "failed"
-        message = f"the run {reason}: {state.message or state.name}"
-    update = TaskUpdate(status=TaskStatus.ERROR, error_message=message)
-    callback_url = str(flow_run.parameters.get("callback_url", ""))
+async def tell_engine_error(callback_url: str, message: str) -> None:
+    """PATCH an `error` update outside a flow run's stages, retrying transient faults."""
     settings = runtime().settings
-    for attempt in range(settings.transient_retries + 1):
+    update = TaskUpdate(status=TaskStatus.ERROR, error_message=message)
+    for attempt in range(settings.callback_retries + 1):
         try:
             await send_update(callback_url, update, settings.callback_timeout)
             return
@@ -146,6 +139,21 @@ async def _report_abnormal_end(flow: Flow[..., Any], flow_run: FlowRun, state: S
         except PermanentError as error:
             logging.getLogger(__name__).error("error callback refused: %s", error)
             return
+
+
+async def _report_abnormal_end(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
+    """Failure, crash and cancellation hook: tell the engine when the body could not."""
+    if flow_run.id in _reported:
+        _reported.discard(flow_run.id)
+        return
+    if flow_run.id in handed_back:
+        return  # another worker runs it again; the engine hears from that run
+    if flow_run.id in cancellation_requested or state.is_cancelled():
+        message = "the run was cancelled in Prefect"
+    else:
+        reason = "crashed" if state.is_crashed() else "failed"
+        message = f"the run {reason}: {state.message or state.name}"
+    await tell_engine_error(str(flow_run.parameters.get("callback_url", "")), message)
 
 
 @flow(
@@ -168,11 +176,11 @@ async def compute(task_id: UUID, data_in: list[str], s3: S3Target, callback_url:
         run_id = prefect_runtime.flow_run.get_id()
         if run_id is not None:
             _reported.add(UUID(run_id))
-        await _retrying(notify, retries)(
+        await _retrying(notify, runtime().settings.callback_retries)(
             callback_url, TaskUpdate(status=TaskStatus.ERROR, error_message=message)
         )
         raise PermanentError(message) from None
-    await _retrying(notify, retries)(
+    await _retrying(notify, runtime().settings.callback_retries)(
         callback_url, TaskUpdate(status=TaskStatus.FINISHED, data_out=keys)
     )
     return keys

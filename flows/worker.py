@@ -25,14 +25,16 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.exceptions import Abort
 from prefect.flow_engine import run_flow_async
-from prefect.states import Cancelled, Pending
+from prefect.states import AwaitingRetry, Cancelled, Pending
 from prefect.types._datetime import now
 from prefect.utilities.engine import propose_state
 
-from flows.compute import cancellation_requested, compute
+from flows.compute import cancellation_requested, compute, handed_back
+from flows.reaper import owner_mark, sweep
 
 log = logging.getLogger(__name__)
-HEARTBEAT_SECONDS = 30.0
+# A worker silent for this many heartbeats is taken for dead (flows.reaper).
+STALE_HEARTBEATS = 3
 
 
 class Worker:
@@ -45,6 +47,8 @@ class Worker:
         name: str,
         limit: int,
         poll_interval: float,
+        heartbeat_seconds: int,
+        shutdown_grace: float,
     ) -> None:
         self._client = client
         self._pool = pool
@@ -52,6 +56,8 @@ class Worker:
         self._name = name
         self._limit = limit
         self._poll_interval = poll_interval
+        self._heartbeat_seconds = heartbeat_seconds
+        self._shutdown_grace = shutdown_grace
         self._running: dict[UUID, asyncio.Task[None]] = {}
         self._slot_freed = asyncio.Event()
 
@@ -73,9 +79,23 @@ class Worker:
                 await self._wait(stop)
         finally:
             heartbeat.cancel()
-            if self._running:
-                log.info("waiting for %d run(s) in flight", len(self._running))
-                await asyncio.gather(*self._running.values(), return_exceptions=True)
+            await self._finish_or_hand_back()
+
+    async def _finish_or_hand_back(self) -> None:
+        """Let runs in flight finish within the grace period; give the rest back to the pool."""
+        if not self._running:
+            return
+        log.info(
+            "stopping: waiting up to %.0f s for %d run(s) in flight",
+            self._shutdown_grace,
+            len(self._running),
+        )
+        await asyncio.wait(list(self._running.values()), timeout=self._shutdown_grace)
+        for flow_run_id, execution in list(self._running.items()):
+            log.warning("handing flow run %s back to the pool", flow_run_id)
+            handed_back.add(flow_run_id)
+            execution.cancel()
+        await asyncio.gather(*self._running.values(), return_exceptions=True)
 
     async def _wait(self, stop: asyncio.Event) -> None:
         """Sleep until the next poll, a freed slot, or stop, whichever comes first."""
@@ -133,7 +153,11 @@ class Worker:
             state = await propose_state(self._client, Pending(), flow_run_id=flow_run.id)
         except Abort:
             return False
-        return state.is_pending()
+        if not state.is_pending():
+            return False
+        # Who holds the run: the reaper of any worker reschedules it if this one dies.
+        await self._client.update_flow_run(flow_run.id, infrastructure_pid=owner_mark(self._name))
+        return True
 
     async def _execute(self, flow_run: FlowRun) -> None:
         try:
@@ -142,13 +166,20 @@ class Worker:
                 compute, flow_run=fresh, parameters=fresh.parameters, return_type="state"
             )
         except asyncio.CancelledError:
-            if flow_run.id not in cancellation_requested:
+            if flow_run.id not in cancellation_requested and flow_run.id not in handed_back:
                 raise
         except Exception:
             log.exception("flow run %s ended abnormally", flow_run.id)
         finally:
             self._running.pop(flow_run.id, None)
             self._slot_freed.set()
+        if flow_run.id in handed_back:
+            handed_back.discard(flow_run.id)
+            await self._client.set_flow_run_state(
+                flow_run.id,
+                AwaitingRetry(message=f"worker {self._name} stopped; running again"),
+                force=True,
+            )
         if flow_run.id in cancellation_requested:
             cancellation_requested.discard(flow_run.id)
             await self._client.set_flow_run_state(
@@ -156,15 +187,24 @@ class Worker:
             )
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
-        """Tell Prefect this worker is alive, so the UI shows the pool as ready."""
+        """Tell Prefect this worker is alive (the UI shows the pool as ready), and give
+        the runs of workers that stopped heartbeating to the pool again."""
+        stale_after = STALE_HEARTBEATS * self._heartbeat_seconds
         while not stop.is_set():
             try:
                 await self._client.send_worker_heartbeat(
                     work_pool_name=self._pool,
                     worker_name=self._name,
-                    heartbeat_interval_seconds=HEARTBEAT_SECONDS,
+                    heartbeat_interval_seconds=self._heartbeat_seconds,
+                )
+                await sweep(
+                    self._client,
+                    pool=self._pool,
+                    deployment_id=self._deployment_id,
+                    own_name=self._name,
+                    stale_after=stale_after,
                 )
             except Exception as error:
                 log.warning("worker heartbeat failed: %s", error)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=HEARTBEAT_SECONDS)
+                await asyncio.wait_for(stop.wait(), timeout=self._heartbeat_seconds)

@@ -46,6 +46,8 @@ os.environ.update(
         "WORK_POOL": "",
         "WORKER_POLL_INTERVAL": "0.1",
         "WORKER_LIMIT": "8",
+        "WORKER_HEARTBEAT_SECONDS": "1",
+        "WORKER_SHUTDOWN_GRACE": "5",
         "PROCESS_POOL_SIZE": "1",
         "MAX_TASKS": "50",
         "INTAKE_PATH": str(WORKDIR / "intake.db"),

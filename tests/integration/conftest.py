@@ -67,6 +67,11 @@ class RunningStack:
         return next(p for p in self.stack.processes if p.name == name)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The secret scan runs last, over everything the other tests made the stack write."""
+    items.sort(key=lambda item: item.path.name == "test_secrets.py")
+
+
 @pytest.fixture(scope="session")
 def httpserver_listen_address() -> tuple[str, int]:
     return ("127.0.0.1", free_port())

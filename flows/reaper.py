@@ -1,0 +1,97 @@
+"""Finding flow runs whose worker died, and giving them to a live worker.
+
+A worker records its name on each run it claims (`infrastructure_pid`) and heartbeats
+to its work pool. A run that is Pending or Running while its worker has not heartbeated
+for `stale_after` seconds lost its worker (killed, out of memory, machine gone): it is
+scheduled again (AwaitingRetry), so any worker of the pool runs it anew. After
+`MAX_EXECUTIONS` executions it is marked Crashed and the engine gets an `error`.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.states import AwaitingRetry, Crashed
+from prefect.types._datetime import now
+
+from flows.compute import tell_engine_error
+
+log = logging.getLogger(__name__)
+MAX_EXECUTIONS = 3
+# Marks the runs this project's workers hold; a stock Prefect worker writes a process id.
+OWNER_PREFIX = "worker:"
+
+
+def owner_mark(worker_name: str) -> str:
+    """What a worker writes in a run's `infrastructure_pid` when it claims the run."""
+    return f"{OWNER_PREFIX}{worker_name}"
+
+
+def orphaned(run: FlowRun, live_workers: set[str], at: datetime, stale_after: float) -> bool:
+    """True when the run's worker is gone; a run claimed by no one known waits `stale_after`."""
+    holder = run.infrastructure_pid
+    if holder:
+        if not holder.startswith(OWNER_PREFIX):
+            return False  # held by some other kind of worker, which looks after it
+        return holder.removeprefix(OWNER_PREFIX) not in live_workers
+    since = run.state.timestamp if run.state else None
+    return since is None or at - since > timedelta(seconds=stale_after)
+
+
+async def sweep(
+    client: PrefectClient,
+    *,
+    pool: str,
+    deployment_id: UUID,
+    own_name: str,
+    stale_after: float,
+) -> list[UUID]:
+    """Reschedule (or end) the deployment's runs whose worker is gone; their ids."""
+    at = now("UTC")
+    workers = await client.read_workers_for_work_pool(pool)
+    live = {own_name} | {
+        worker.name
+        for worker in workers
+        if worker.last_heartbeat_time is not None
+        and at - worker.last_heartbeat_time <= timedelta(seconds=stale_after)
+    }
+    runs = await client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(
+            state=FlowRunFilterState(
+                type=FlowRunFilterStateType(any_=[StateType.PENDING, StateType.RUNNING])
+            )
+        ),
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+    )
+    reaped = []
+    for run in runs:
+        if not orphaned(run, live, at, stale_after):
+            continue
+        worker = (run.infrastructure_pid or "no worker").removeprefix(OWNER_PREFIX)
+        if run.run_count >= MAX_EXECUTIONS:
+            message = (
+                f"the run crashed: its worker ({worker}) stopped answering, {run.run_count} times"
+            )
+            await client.set_flow_run_state(run.id, Crashed(message=message), force=True)
+            await tell_engine_error(str(run.parameters.get("callback_url", "")), message)
+            log.error("flow run %s given up: %s", run.id, message)
+        else:
+            await client.set_flow_run_state(
+                run.id,
+                AwaitingRetry(message=f"its worker ({worker}) stopped answering; running again"),
+                force=True,
+            )
+            log.warning("flow run %s lost its worker %s; scheduled again", run.id, worker)
+        reaped.append(run.id)
+    return reaped

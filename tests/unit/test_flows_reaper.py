@@ -1,0 +1,46 @@
+"""flows.reaper: which runs lost their worker."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import uuid4
+
+from prefect.client.schemas.objects import FlowRun, State
+from prefect.states import Pending, Running
+from prefect.types._datetime import now
+
+from flows.reaper import orphaned, owner_mark
+
+
+def _run(holder: str | None, state_age: float = 0.0) -> FlowRun:
+    state: State[None] = Running()
+    state.timestamp = now("UTC") - timedelta(seconds=state_age)
+    return FlowRun(id=uuid4(), flow_id=uuid4(), infrastructure_pid=holder, state=state)
+
+
+def test_run_of_a_live_worker_is_not_orphaned() -> None:
+    """A run held by a worker that still heartbeats stays with it."""
+    assert not orphaned(_run(owner_mark("w1")), {"w1"}, now("UTC"), 3)
+
+
+def test_run_of_a_silent_worker_is_orphaned() -> None:
+    """A run held by a worker missing from the live ones is orphaned."""
+    assert orphaned(_run(owner_mark("w1")), {"w2"}, now("UTC"), 3)
+
+
+def test_run_held_by_another_kind_of_worker_is_left_alone() -> None:
+    """A stock Prefect worker's process id is not ours to judge."""
+    assert not orphaned(_run("host:4242"), set(), now("UTC"), 3)
+
+
+def test_claimed_run_without_holder_waits_before_it_is_orphaned() -> None:
+    """A run claimed by a worker that died before saying so is orphaned once stale."""
+    assert not orphaned(_run(None, state_age=1), set(), now("UTC"), 3)
+    assert orphaned(_run(None, state_age=10), set(), now("UTC"), 3)
+
+
+def test_run_without_state_is_orphaned() -> None:
+    """A run with no state time cannot be waited for."""
+    run = FlowRun(id=uuid4(), flow_id=uuid4(), state=Pending())
+    run.state = None
+    assert orphaned(run, set(), now("UTC"), 3)
