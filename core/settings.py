@@ -10,11 +10,15 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["development", "test", "production"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+
+# The SEALING_KEY committed in `.env` for development: public, so never for production.
+DEVELOPMENT_SEALING_KEY = "kANEMC_eepJL2a89BzGPbz5yr6_nSUPvvWf1LChQHEc="
 
 
 class CommonSettings(BaseSettings):
@@ -31,6 +35,16 @@ class CommonSettings(BaseSettings):
     # Work pool the deployment runs in; empty means one named after the service's slug,
     # so two services sharing a Prefect server never take each other's runs.
     work_pool: str = ""
+
+    @model_validator(mode="after")
+    def _secret_key_in_production(self) -> CommonSettings:
+        if self.environment == "production" and DEVELOPMENT_SEALING_KEY in (
+            self.sealing_key.get_secret_value()
+        ):
+            raise ValueError(
+                "SEALING_KEY is the development key from .env; production needs its own secret key"
+            )
+        return self
 
 
 class ApiSettings(CommonSettings):

@@ -69,7 +69,7 @@ class Process:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
-    def stop(self, timeout: float = 20.0) -> None:
+    def stop(self, timeout: float = 60.0) -> None:
         """SIGTERM, then SIGKILL if it has not exited after `timeout` seconds."""
         if not self.alive():
             return

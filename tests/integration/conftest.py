@@ -189,15 +189,19 @@ class Client:
     def s3_put(self, key: str, data: bytes) -> None:
         s3_client(self.s3_endpoint).put_object(Bucket=BUCKET, Key=key, Body=data)
 
-    def flow_run(self, task_id: str) -> dict[str, Any]:
-        """The task's flow run, read from Prefect's API."""
+    def find_flow_run(self, task_id: str) -> dict[str, Any] | None:
+        """The task's flow run, read from Prefect's API; None before it is created."""
         runs = httpx.post(
             f"{self.stack.prefect_api}/flow_runs/filter",
             json={"flow_runs": {"name": {"any_": [task_id]}}},
             timeout=10,
         ).json()
-        assert len(runs) == 1, runs
-        run: dict[str, Any] = runs[0]
+        assert len(runs) <= 1, runs
+        return runs[0] if runs else None
+
+    def flow_run(self, task_id: str) -> dict[str, Any]:
+        run = self.find_flow_run(task_id)
+        assert run is not None, f"no flow run for task {task_id}"
         return run
 
     def flow_run_id(self, task_id: str) -> str:

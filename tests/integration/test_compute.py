@@ -81,7 +81,7 @@ def test_status_says_fetching_while_inputs_are_read(client: Client) -> None:
     try:
         keys = [client.put(image_bytes("PNG"), ".png"), client.put(b"90", ".txt")]
         task_id = client.submit(keys, s3_host=proxy.url)
-        wait_for(proxy.held.is_set, 30, "the worker to read from S3")
+        wait_for(proxy.held.is_set, 90, "the worker to read from S3")
         wait_for(lambda: client.status(task_id).json() == {"status": "fetching"}, 30, "fetching")
         proxy.release()
         assert client.engine.final(task_id)["status"] == "finished"
@@ -95,7 +95,7 @@ def test_status_says_saving_while_outputs_are_written(client: Client) -> None:
     try:
         keys = [client.put(image_bytes("PNG"), ".png"), client.put(b"270", ".txt")]
         task_id = client.submit(keys, s3_host=proxy.url)
-        wait_for(proxy.held.is_set, 30, "the worker to write to S3")
+        wait_for(proxy.held.is_set, 90, "the worker to write to S3")
         wait_for(lambda: client.status(task_id).json() == {"status": "saving"}, 30, "saving")
         proxy.release()
         assert client.engine.final(task_id)["status"] == "finished"

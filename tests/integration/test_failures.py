@@ -110,3 +110,27 @@ def test_s3_down_for_good_says_it_was_unreachable(client: Client) -> None:
         assert proxy.dropped > 1
     finally:
         proxy.close()
+
+
+def test_missing_bucket_is_reported(client: Client) -> None:
+    """A bucket that does not exist ends with an error that names it."""
+    body = client.body([f"{uuid.uuid4()}.png", f"{uuid.uuid4()}.txt"])
+    body["s3_bucket"] = "no-such-bucket"
+    task_id = body["task"]["id"]
+    client.engine.accept(task_id)
+    assert httpx.post(f"{client.stack.api}/compute", json=body, timeout=10).status_code == 200
+
+    update = client.engine.final(task_id)
+
+    assert update["status"] == "error"
+    assert "bucket 'no-such-bucket'" in update["error_message"]
+
+
+def test_text_behind_an_image_extension_is_reported(client: Client) -> None:
+    """A `.png` key holding text ends with an error naming the image input."""
+    task_id = client.submit([client.put(b"not an image", ".png"), client.put(b"90", ".txt")])
+
+    update = client.engine.final(task_id)
+
+    assert update["status"] == "error"
+    assert update["error_message"] == "input 'image': content is not a readable image/png"

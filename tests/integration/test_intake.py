@@ -13,24 +13,28 @@ from tests.integration.conftest import Client, extra_api, image_bytes
 pytestmark = pytest.mark.integration
 
 
-def test_task_accepted_while_prefect_is_down_runs_after_an_api_crash(client: Client) -> None:
-    """With Prefect unreachable the API still answers 200 and says `pending`; killed and
-    restarted with Prefect back, it hands the task over and the task finishes."""
+def test_burst_accepted_while_prefect_is_down_runs_after_an_api_crash(client: Client) -> None:
+    """With Prefect unreachable the API still answers 200 to a burst and says `pending`;
+    killed right after and restarted with Prefect back, it hands every task over."""
     intake = str(WORKDIR / f"intake-{uuid.uuid4()}.db")
     dead_prefect = f"http://127.0.0.1:{free_port()}/api"
-    body = client.body([client.put(image_bytes("PNG"), ".png"), client.put(b"90", ".txt")])
-    task_id = body["task"]["id"]
-    client.engine.accept(task_id)
+    keys = [client.put(image_bytes("PNG"), ".png"), client.put(b"90", ".txt")]
+    bodies = [client.body(keys) for _ in range(10)]
+    task_ids = [body["task"]["id"] for body in bodies]
+    for task_id in task_ids:
+        client.engine.accept(task_id)
 
     with extra_api(client, PREFECT_API_URL=dead_prefect, INTAKE_PATH=intake) as (stack, api):
-        response = httpx.post(f"{api}/compute", json=body, timeout=10)
-        assert response.status_code == 200
-        assert response.json() == {"status": "Task added to the queue"}
-        assert httpx.get(f"{api}/tasks/{task_id}/status").json() == {"status": "pending"}
+        with httpx.Client(timeout=10) as http:
+            answers = [http.post(f"{api}/compute", json=body) for body in bodies]
+            assert [a.json() for a in answers] == [{"status": "Task added to the queue"}] * 10
+            status = http.get(f"{api}/tasks/{task_ids[0]}/status")
+            assert status.json() == {"status": "pending"}
         stack.processes[0].popen.kill()  # no chance to forward anything
 
     with extra_api(client, INTAKE_PATH=intake):
-        assert client.engine.final(task_id)["status"] == "finished"
+        for task_id in task_ids:
+            assert client.engine.final(task_id)["status"] == "finished"
 
 
 def test_full_backlog_answers_503_with_retry_after(client: Client) -> None:

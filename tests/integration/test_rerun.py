@@ -42,7 +42,7 @@ def test_cancelling_a_running_run_tells_the_engine(client: Client) -> None:
     try:
         keys = [client.put(image_bytes("PNG"), ".png"), client.put(b"90", ".txt")]
         task_id = client.submit(keys, s3_host=proxy.url)
-        wait_for(proxy.held.is_set, 30, "the worker to read from S3")
+        wait_for(proxy.held.is_set, 90, "the worker to read from S3")
         flow_run_id = client.flow_run_id(task_id)
         client.prefect("flow-run", "cancel", flow_run_id)
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from core.sealing import new_key
-from core.settings import ApiSettings, CommonSettings, WorkerSettings
+from core.settings import DEVELOPMENT_SEALING_KEY, ApiSettings, CommonSettings, WorkerSettings
 
 ALL_FIELDS = set(ApiSettings.model_fields) | set(WorkerSettings.model_fields)
 
@@ -141,3 +142,19 @@ def test_allowed_hosts_default_by_environment(
     if allowed is not None:
         monkeypatch.setenv("ALLOWED_HOSTS", allowed)
     assert ApiSettings(_env_file=None).hosts_allowed() == expected
+
+
+def test_production_refuses_the_development_sealing_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key committed in .env stops a production process at start, saying why."""
+    monkeypatch.setenv("SEALING_KEY", DEVELOPMENT_SEALING_KEY)
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    with pytest.raises(ValidationError, match="development key"):
+        CommonSettings(_env_file=None)
+    monkeypatch.setenv("ENVIRONMENT", "development")
+    assert CommonSettings(_env_file=None).environment == "development"
+
+
+def test_development_key_constant_is_the_one_in_dot_env() -> None:
+    """The refused key is the one `.env` really holds."""
+    dot_env = Path(__file__).resolve().parents[2] / ".env"
+    assert f"SEALING_KEY={DEVELOPMENT_SEALING_KEY}\n" in dot_env.read_text()

@@ -1,0 +1,123 @@
+"""Faults of the parts around a task lose nothing: every accepted task ends with a callback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+
+from deployments.local import Process, Stack, environment, start_prefect_server, start_worker
+from tests.conftest import WORKDIR
+from tests.integration.conftest import SLUG, Client, image_bytes, wait_for
+from tests.integration.proxy import Proxy
+
+pytestmark = pytest.mark.integration
+
+
+@contextmanager
+def only_an_extra_worker(client: Client) -> Iterator[Process]:
+    """A second worker that alone takes new runs: the suite's worker is paused until exit.
+
+    The suite's worker is never killed, so what it measured for coverage is kept.
+    """
+    main = client.stack.process("worker")
+    with (WORKDIR / "stack.log").open("ab") as log:
+        extra = Stack(environment({"WORKER_NAME": f"extra-{uuid.uuid4()}"}), log=log)
+        try:
+            os.kill(main.popen.pid, signal.SIGSTOP)
+            yield start_worker(extra, SLUG)
+        finally:
+            os.kill(main.popen.pid, signal.SIGCONT)
+            extra.stop()
+
+
+@pytest.mark.parametrize("kill", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
+def test_run_of_a_stopped_worker_is_run_again_by_another(
+    client: Client, kill: signal.Signals
+) -> None:
+    """A worker killed (or stopped past its grace period) while a run fetches: another
+    worker runs the task again and the engine gets `finished`, once."""
+    proxy = Proxy(int(client.s3_endpoint.rsplit(":", 1)[1]), hold=lambda b: b.startswith(b"GET"))
+    try:
+        with only_an_extra_worker(client) as extra:
+            keys = [client.put(image_bytes("PNG"), ".png"), client.put(b"90", ".txt")]
+            task_id = client.submit(keys, s3_host=proxy.url)
+            wait_for(proxy.held.is_set, 90, "the extra worker to read from S3")
+            extra.popen.send_signal(kill)
+            extra.popen.wait(60)
+        proxy.release()
+
+        update = client.engine.final(task_id, timeout=90)
+        assert update["status"] == "finished", update
+        assert [u["status"] for u in client.engine.delivered[task_id]] == ["finished"]
+        assert client.flow_run(task_id)["run_count"] >= 2
+    finally:
+        proxy.close()
+
+
+def test_callback_delivered_after_the_engine_was_down(client: Client) -> None:
+    """Connections refused, then 503s: the result is PATCHed again until the engine takes it."""
+    keys = [client.put(image_bytes("PNG"), ".png"), client.put(b"90", ".txt")]
+    body = client.body(keys)
+    task_id = body["task"]["id"]
+    client.engine.answer(task_id, [503, 503, 200])
+    down = Proxy(client.engine.server.port, drop_first=3)
+    try:
+        body["callback_url"] = f"{down.url}/tasks/{task_id}"
+        assert httpx.post(f"{client.stack.api}/compute", json=body, timeout=10).status_code == 200
+
+        update = client.engine.final(task_id)
+
+        assert update["status"] == "finished"
+        assert down.dropped == 3
+        assert [u["status"] for u in client.engine.updates[task_id]][:3] == ["finished"] * 3
+    finally:
+        down.close()
+
+
+def test_callback_refused_with_404_is_not_retried(client: Client) -> None:
+    """An engine that no longer knows the task (404) gets the result once and the error
+    once, and the run ends failed with the engine's answer as its reason."""
+    body = client.body([client.put(image_bytes("PNG"), ".png"), client.put(b"90", ".txt")])
+    task_id = body["task"]["id"]
+    client.engine.answer(task_id, [404])
+    assert httpx.post(f"{client.stack.api}/compute", json=body, timeout=10).status_code == 200
+
+    def failed() -> dict[str, Any] | None:
+        run = client.find_flow_run(task_id)
+        return run if run is not None and run["state_type"] == "FAILED" else None
+
+    run = wait_for(failed, 60, "the run to fail")
+
+    assert "404" in run["state"]["message"]
+    wait_for(lambda: len(client.engine.updates.get(task_id, [])) == 2, 30, "the error callback")
+    assert [u["status"] for u in client.engine.updates[task_id]] == ["finished", "error"]
+
+
+def test_prefect_server_restart_loses_no_task(client: Client) -> None:
+    """Tasks running, queued and accepted while the Prefect server restarts all finish."""
+    proxy = Proxy(int(client.s3_endpoint.rsplit(":", 1)[1]), hold=lambda b: b.startswith(b"GET"))
+    stack = client.stack.stack
+    try:
+        keys = [client.put(image_bytes("PNG"), ".png"), client.put(b"90", ".txt")]
+        running = [client.submit(keys, s3_host=proxy.url) for _ in range(2)]
+        wait_for(proxy.held.is_set, 90, "a run to read from S3")
+
+        server = client.stack.process("prefect server")
+        server.stop()
+        stack.processes.remove(server)
+        during = [client.submit(keys) for _ in range(2)]  # into the journal meanwhile
+        assert start_prefect_server(stack) is not None
+        proxy.release()
+        after = [client.submit(keys) for _ in range(2)]
+
+        for task_id in running + during + after:
+            assert client.engine.final(task_id, timeout=120)["status"] == "finished", task_id
+    finally:
+        proxy.close()
