@@ -77,6 +77,10 @@ class Process:
         try:
             self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
+            # The worker dumps every thread's stack on SIGUSR1: the log then says where
+            # it hung before it is killed.
+            self.popen.send_signal(signal.SIGUSR1)
+            time.sleep(1)
             self.popen.kill()
             self.popen.wait()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import os
 import signal
@@ -71,6 +72,8 @@ def main() -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, request_stop)
+    # `kill -USR1 <pid>` prints every thread's stack: where a stuck worker is stuck.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     thread = threading.Thread(target=run, name="worker")
     thread.start()
     while thread.is_alive():

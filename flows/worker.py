@@ -71,15 +71,30 @@ class Worker:
         log.info("worker %s polling pool %s (limit %d)", self._name, self._pool, self._limit)
         try:
             while not stop.is_set():
-                try:
-                    await self._cancel_requested()
-                    await self._claim_and_start()
-                except Exception:
-                    log.exception("polling Prefect failed; trying again")
+                await self._poll_unless_stopped(stop)
                 await self._wait(stop)
         finally:
             heartbeat.cancel()
             await self._finish_or_hand_back()
+
+    async def _poll_unless_stopped(self, stop: asyncio.Event) -> None:
+        """One poll of Prefect, abandoned if a stop is requested meanwhile: a call to a
+        busy or restarting server can take a minute, and a stop must not wait for it."""
+        poll = asyncio.create_task(self._poll())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({poll, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not poll.done():
+            poll.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poll
+
+    async def _poll(self) -> None:
+        try:
+            await self._cancel_requested()
+            await self._claim_and_start()
+        except Exception:
+            log.exception("polling Prefect failed; trying again")
 
     async def _finish_or_hand_back(self) -> None:
         """Let runs in flight finish within the grace period; give the rest back to the pool."""
