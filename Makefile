@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test lint format lock clean
+.PHONY: install run test lint format lock clean bench
 
 install: $(INSTALLED)
 
@@ -45,3 +45,7 @@ lock:
 
 clean:
 	rm -rf $(VENV) .data .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache
+
+## bench: the performance benchmark of issue 4 (its own stack; --tasks 200 --repeat 3)
+bench: install
+	$(PY) -m benchmarks.run

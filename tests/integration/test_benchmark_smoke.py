@@ -1,0 +1,49 @@
+"""The benchmark still runs end to end (a few tasks), so `make bench` cannot rot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import run
+
+pytestmark = pytest.mark.integration
+
+
+def test_benchmark_writes_every_figure(tmp_path: Path) -> None:
+    """A small run starts its own stack, runs every case and writes every figure, all tasks done."""
+    assert run.main(["--tasks", "5", "--repeat", "1", "--single", "1", "--out", str(tmp_path)]) == 0
+
+    report = json.loads((tmp_path / "bench.json").read_text())
+    figures = {figure["key"]: figure for figure in report["figures"]}
+    assert set(figures) == {
+        "burst_pooled_p50_ms",
+        "burst_pooled_p99_ms",
+        "burst_pooled_rejected",
+        "burst_new_p50_ms",
+        "burst_new_p99_ms",
+        "burst_new_rejected",
+        "single_p50_ms",
+        "single_back_to_back_p50_ms",
+        "wall_s",
+        "throughput_tps",
+        "throughput_new_tps",
+        "peak_rss_mb",
+        "overhead_ratio",
+        "tasks_missing",
+    }
+    missing = [key for key, figure in figures.items() if figure["measured"] is None]
+    assert not missing, f"figures without a value: {missing}"
+    assert figures["tasks_missing"]["measured"] == 0
+    assert figures["peak_rss_mb"]["measured"] > 0
+    assert report["machine"]["nproc"] >= 1
+    assert report["machine"]["memory_total_mb"] > 0
+    (repetition,) = report["repetitions"]
+    assert len(repetition["burst_pooled"]["answer_ms"]) == 5
+    assert set(repetition["burst_pooled"]["peak_rss_by_role_mb"]) == {
+        "prefect_server",
+        "worker",
+        "api",
+    }
