@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import signal
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -225,3 +229,41 @@ def test_busy_process_does_not_stall_the_event_loop(
         assert asyncio.run(scenario()) == b"released"
     finally:
         pool.shutdown()
+
+
+def test_children_leave_when_the_worker_is_killed(tmp_path: Path) -> None:
+    """A pool child whose worker process was SIGKILLed exits by itself."""
+    script = tmp_path / "holder.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import asyncio, sys
+            from flows.processing import ProcessPool
+            from services.base import load_service
+
+            if __name__ == "__main__":
+                pool = ProcessPool(load_service("services.image_rotate"), 1)
+                asyncio.run(pool.warm())
+                print(list(pool._get()._processes)[0], flush=True)
+                sys.stdin.read()
+            """
+        )
+    )
+    root = Path(__file__).resolve().parents[2]
+    holder = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert holder.stdout is not None
+    child = int(holder.stdout.readline())
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if Path(f"/proc/{child}").exists():  # a zombie is gone for practical purposes
+        assert Path(f"/proc/{child}/stat").read_text().split()[2] == "Z"
