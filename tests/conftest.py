@@ -12,6 +12,7 @@ import socket
 import tempfile
 from pathlib import Path
 
+import pytest
 from cryptography.fernet import Fernet
 
 
@@ -58,3 +59,10 @@ os.environ.update(
         "CALLBACK_TIMEOUT": "10",
     }
 )
+
+
+@pytest.fixture(scope="session")
+def httpserver_listen_address() -> tuple[str, int]:
+    """pytest-httpserver on 127.0.0.1 for the whole suite (its default is "localhost"),
+    whichever test starts it first."""
+    return ("127.0.0.1", free_port())
