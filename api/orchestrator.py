@@ -6,6 +6,8 @@ task id as its idempotency key, so the same `/compute` twice is one run.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from uuid import UUID
 
 import httpx
@@ -43,24 +45,28 @@ class Orchestrator:
         if self._deployment_id is None:
             name = f"{FLOW_NAME}/{deployment_name(self._slug)}"
             try:
-                deployment = await self._client.read_deployment_by_name(name)
+                with self._reaching_prefect():
+                    deployment = await self._client.read_deployment_by_name(name)
             except ObjectNotFound:
                 raise OrchestratorUnavailable(
                     f"deployment {name} is not registered yet; is a worker running?"
                 ) from None
-            except httpx.HTTPError as error:
-                raise self._unreachable(error) from None
             self._deployment_id = deployment.id
         return self._deployment_id
 
-    def _unreachable(self, error: Exception) -> OrchestratorUnavailable:
-        return OrchestratorUnavailable(
-            f"Prefect is unreachable at {self._client.api_url}: {type(error).__name__}"
-        )
+    @contextmanager
+    def _reaching_prefect(self) -> Iterator[None]:
+        """Turn a transport failure into OrchestratorUnavailable naming Prefect's URL."""
+        try:
+            yield
+        except httpx.HTTPError as error:
+            raise OrchestratorUnavailable(
+                f"Prefect is unreachable at {self._client.api_url}: {type(error).__name__}"
+            ) from None
 
     async def backlog(self) -> int:
         """Flow runs of the deployment that have not ended."""
-        try:
+        with self._reaching_prefect():
             return await self._client.count_flow_runs(
                 flow_run_filter=FlowRunFilter(
                     state=FlowRunFilterState(type=FlowRunFilterStateType(any_=_UNENDED))
@@ -69,25 +75,21 @@ class Orchestrator:
                     id=DeploymentFilterId(any_=[await self.deployment_id()])
                 ),
             )
-        except httpx.HTTPError as error:
-            raise self._unreachable(error) from None
 
     async def submit(self, parameters: RunParameters) -> FlowRun:
         """Create the task's flow run (or find the one already created for it)."""
         task_id = str(parameters.task_id)
-        try:
+        with self._reaching_prefect():
             return await self._client.create_flow_run_from_deployment(
                 await self.deployment_id(),
                 parameters=parameters.as_prefect_parameters(),
                 name=task_id,
                 idempotency_key=task_id,
             )
-        except httpx.HTTPError as error:
-            raise self._unreachable(error) from None
 
     async def find(self, task_id: UUID) -> FlowRun | None:
         """The flow run of a task, or None when this service never accepted it."""
-        try:
+        with self._reaching_prefect():
             runs = await self._client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[str(task_id)])),
                 deployment_filter=DeploymentFilter(
@@ -95,18 +97,14 @@ class Orchestrator:
                 ),
                 limit=1,
             )
-        except httpx.HTTPError as error:
-            raise self._unreachable(error) from None
         return runs[0] if runs else None
 
     async def current_task_name(self, flow_run_id: UUID) -> str | None:
         """The name of the stage (task run) a running flow run is in, if any yet."""
-        try:
+        with self._reaching_prefect():
             task_runs = await self._client.read_task_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
                 sort=TaskRunSort.EXPECTED_START_TIME_DESC,
                 limit=1,
             )
-        except httpx.HTTPError as error:
-            raise self._unreachable(error) from None
         return task_runs[0].name.rsplit("-", 1)[0] if task_runs else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 from prefect import Flow, Task, flow, get_run_logger, task
@@ -29,6 +29,9 @@ from flows.errors import PermanentError, TaskError, TransientError
 from flows.inputs import pair_inputs
 from flows.runtime import runtime
 from services.base import Blob
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 # Task names are what `GET /tasks/{id}/status` reports as the stage.
 STAGE_TASKS = {  # the API repeats these in api.task_status.STAGES
@@ -54,12 +57,18 @@ def _retrying(stage: Task[..., Any], retries: int) -> Task[..., Any]:
     )
 
 
+def _s3_client(s3: S3Target) -> S3Client:
+    """A client for the task's S3, its credentials opened only here, in the stage."""
+    rt = runtime()
+    return storage.client_for(s3, rt.sealer.unseal(s3.sealed_credentials), rt.settings.s3_timeout)
+
+
 @task(name="fetch", cache_policy=NO_CACHE, persist_result=False)
 async def fetch(s3: S3Target, data_in: list[str]) -> dict[str, Blob]:
     """Check every input's type against its field, then read them all from S3."""
     rt = runtime()
     paired = pair_inputs(rt.service.description.data_in_fields, data_in)
-    client = storage.client_for(s3, rt.sealer.unseal(s3.sealed_credentials), rt.settings.s3_timeout)
+    client = _s3_client(s3)
     contents = await asyncio.gather(
         *(
             asyncio.to_thread(
@@ -84,7 +93,7 @@ async def process(inputs: Mapping[str, Blob]) -> dict[str, Blob]:
 async def upload(s3: S3Target, outputs: Mapping[str, Blob]) -> list[str]:
     """Write each output under a new `<uuid4><extension>` key, in the order of the fields."""
     rt = runtime()
-    client = storage.client_for(s3, rt.sealer.unseal(s3.sealed_credentials), rt.settings.s3_timeout)
+    client = _s3_client(s3)
     fields = rt.service.description.data_out_fields
     keys = [f"{uuid4()}{extension_of(outputs[field.name].type)}" for field in fields]
     await asyncio.gather(

@@ -61,10 +61,6 @@ class Worker:
         self._running: dict[UUID, asyncio.Task[None]] = {}
         self._slot_freed = asyncio.Event()
 
-    @property
-    def running(self) -> int:
-        return len(self._running)
-
     async def serve(self, stop: asyncio.Event) -> None:
         """Claim and execute runs until `stop` is set, then wait for those in flight."""
         heartbeat = asyncio.create_task(self._heartbeat(stop))
