@@ -34,7 +34,7 @@ def test_burst_accepted_while_prefect_is_down_runs_after_an_api_crash(client: Cl
 
     with extra_api(client, INTAKE_PATH=intake):
         for task_id in task_ids:
-            assert client.engine.final(task_id)["status"] == "finished"
+            assert client.engine.final(task_id, timeout=120)["status"] == "finished"
 
 
 def test_full_backlog_answers_503_with_retry_after(client: Client) -> None:
