@@ -17,11 +17,12 @@ from prefect.client.orchestration import get_client
 
 from api.forwarder import Forwarder
 from api.guards import BodyLimit, host_allowed
-from api.intake import Intake
+from api.intake import GroupCommit, Intake
 from api.orchestrator import Orchestrator, OrchestratorUnavailable
 from api.registration import Registration
-from api.task_status import needs_stage, task_status
+from api.task_status import LOG_LINES_FOR_STAGE, needs_stage, stage_of, task_status
 from contract.models import ServiceTask, StatusAnswer, TaskStatus
+from core.prefect_transport import prefect_httpx_settings
 from core.runs import RunParameters, S3Target
 from core.sealing import Credentials, Sealer
 from core.settings import ApiSettings
@@ -47,10 +48,11 @@ def create_app(settings: ApiSettings, service: Service) -> FastAPI:
         # Checks the description first: one the engine would choke on stops the start here.
         registration = Registration(settings, description)
         intake = Intake(settings.intake_path)
-        async with get_client() as client:
+        async with get_client(httpx_settings=prefect_httpx_settings()) as client:
             orchestrator = Orchestrator(client, description.slug)
             forwarder = Forwarder(intake, orchestrator)
             app.state.intake = intake
+            app.state.journal = GroupCommit(intake)
             app.state.orchestrator = orchestrator
             app.state.forwarder = forwarder
             forwarding = asyncio.create_task(forwarder.run())
@@ -160,7 +162,7 @@ def create_app(settings: ApiSettings, service: Service) -> FastAPI:
             ),
             callback_url=str(body.callback_url),
         )
-        await asyncio.to_thread(intake.add, parameters)
+        await request.app.state.journal.add(parameters)
         forwarder.wake()
         log.info("accepted task", extra={"task_id": str(task_id)})
         return StatusAnswer(status="Task added to the queue")
@@ -174,7 +176,9 @@ def create_app(settings: ApiSettings, service: Service) -> FastAPI:
         if flow_run is None:
             raise HTTPException(status_code=404, detail=f"Task {task_id} not found")
         state = flow_run.state_type
-        stage = await prefect.current_task_name(flow_run.id) if needs_stage(state) else None
+        stage = None
+        if needs_stage(state):
+            stage = stage_of(await prefect.latest_log_lines(flow_run.id, LOG_LINES_FOR_STAGE))
         return StatusAnswer(status=task_status(state, stage).value)
 
     return app

@@ -9,6 +9,7 @@ restart of the API and is forwarded when it comes back.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import time
@@ -48,12 +49,27 @@ class Intake:
 
     def add(self, parameters: RunParameters) -> bool:
         """Journal a task; False when it was already there (the same task posted twice)."""
+        return self.add_all([parameters])[0]
+
+    def add_all(self, batch: list[RunParameters]) -> list[bool]:
+        """Journal tasks in one transaction (one fsync); for each, whether it was new."""
         with self._lock:
-            cursor = self._db.execute(
-                "INSERT OR IGNORE INTO intake (task_id, parameters, accepted_at) VALUES (?, ?, ?)",
-                (str(parameters.task_id), parameters.model_dump_json(), time.time()),
-            )
-            return cursor.rowcount == 1
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                added = [
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO intake (task_id, parameters, accepted_at) "
+                        "VALUES (?, ?, ?)",
+                        (str(parameters.task_id), parameters.model_dump_json(), time.time()),
+                    ).rowcount
+                    == 1
+                    for parameters in batch
+                ]
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return added
 
     def contains(self, task_id: UUID) -> bool:
         with self._lock:
@@ -85,3 +101,40 @@ class Intake:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class GroupCommit:
+    """Journals the tasks posted at the same moment together, in one transaction.
+
+    Each `/compute` still awaits the commit of its own task, so a 200 still means on disk;
+    but a burst pays one fsync per batch (a few ms here) instead of one per task, one
+    after another (100 tasks: ~260 ms measured here, which was the answer time of the
+    burst's last POSTs). A batch is whatever arrived while the previous one was written.
+    """
+
+    def __init__(self, intake: Intake) -> None:
+        self._intake = intake
+        self._waiting: list[tuple[RunParameters, asyncio.Future[bool]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def add(self, parameters: RunParameters) -> bool:
+        """Journal a task; False when it was already there (the same task posted twice)."""
+        added: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((parameters, added))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        return await added
+
+    async def _write(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                added = await asyncio.to_thread(self._intake.add_all, [p for p, _ in batch])
+            except Exception as error:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+            else:
+                for (_, future), new in zip(batch, added, strict=True):
+                    if not future.done():  # its request may have gone meanwhile
+                        future.set_result(new)

@@ -16,13 +16,14 @@ from prefect.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterId,
     FlowRunFilter,
-    FlowRunFilterId,
     FlowRunFilterName,
     FlowRunFilterState,
     FlowRunFilterStateType,
+    LogFilter,
+    LogFilterFlowRunId,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
-from prefect.client.schemas.sorting import TaskRunSort
+from prefect.client.schemas.sorting import LogSort
 from prefect.exceptions import ObjectNotFound
 
 from core.runs import FLOW_NAME, RunParameters, deployment_name
@@ -99,12 +100,13 @@ class Orchestrator:
             )
         return runs[0] if runs else None
 
-    async def current_task_name(self, flow_run_id: UUID) -> str | None:
-        """The name of the stage (task run) a running flow run is in, if any yet."""
+    async def latest_log_lines(self, flow_run_id: UUID, count: int) -> list[str]:
+        """The last `count` lines a flow run has logged so far, newest first (Prefect
+        receives them in batches, every couple of seconds)."""
         with self._reaching_prefect():
-            task_runs = await self._client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
-                sort=TaskRunSort.EXPECTED_START_TIME_DESC,
-                limit=1,
+            logs = await self._client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
+                sort=LogSort.TIMESTAMP_DESC,
+                limit=count,
             )
-        return task_runs[0].name.rsplit("-", 1)[0] if task_runs else None
+        return [log.message for log in logs]

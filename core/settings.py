@@ -81,7 +81,7 @@ class WorkerSettings(CommonSettings):
 
     worker_name: str = ""
     worker_limit: int = Field(default=8, ge=1)
-    worker_poll_interval: float = Field(default=0.5, gt=0)
+    worker_poll_interval: float = Field(default=2.0, gt=0)
     # Seconds between heartbeats; a worker silent for 3 of them is taken for dead and its
     # runs are scheduled again.
     worker_heartbeat_seconds: int = Field(default=30, ge=1)

@@ -10,11 +10,10 @@ import signal
 import socket
 import threading
 
-from prefect.client.orchestration import get_client
-
 from core.logs import configure_logging
 from core.runs import work_pool_name
 from flows.deployment import ensure_deployment
+from flows.engine import shared_clients, skip_suspension_watch
 from flows.runtime import runtime
 from flows.worker import Worker
 
@@ -25,7 +24,8 @@ async def serve(stop: asyncio.Event) -> None:
     rt = runtime()
     pool = work_pool_name(rt.settings, rt.service.description.slug)
     await rt.pool.warm()
-    async with get_client() as client:
+    skip_suspension_watch()
+    async with shared_clients() as client:
         deployment_id = await ensure_deployment(client, rt.service, pool)
         worker = Worker(
             client,

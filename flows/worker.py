@@ -23,6 +23,8 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.events.clients import get_events_subscriber
+from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
 from prefect.exceptions import Abort
 from prefect.flow_engine import run_flow_async
 from prefect.states import AwaitingRetry, Cancelled, Pending
@@ -33,6 +35,8 @@ from flows.compute import cancellation_requested, compute, handed_back
 from flows.reaper import owner_mark, sweep
 
 log = logging.getLogger(__name__)
+# States whose events say a run is ready to claim (new, retried, given back) or cancelled.
+_ANNOUNCED_STATES = ("Scheduled", "AwaitingRetry", "Cancelling")
 # A worker silent for this many heartbeats is taken for dead (flows.reaper).
 STALE_HEARTBEATS = 3
 
@@ -59,11 +63,13 @@ class Worker:
         self._heartbeat_seconds = heartbeat_seconds
         self._shutdown_grace = shutdown_grace
         self._running: dict[UUID, asyncio.Task[None]] = {}
-        self._slot_freed = asyncio.Event()
+        # Set when a slot frees or Prefect announces a run to claim: poll now, not at the tick.
+        self.woken = asyncio.Event()
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Claim and execute runs until `stop` is set, then wait for those in flight."""
         heartbeat = asyncio.create_task(self._heartbeat(stop))
+        announcements = asyncio.create_task(self.watch_announcements(stop))
         log.info("worker %s polling pool %s (limit %d)", self._name, self._pool, self._limit)
         try:
             while not stop.is_set():
@@ -71,6 +77,7 @@ class Worker:
                 await self._wait(stop)
         finally:
             heartbeat.cancel()
+            announcements.cancel()
             await self._finish_or_hand_back()
 
     async def _poll_unless_stopped(self, stop: asyncio.Event) -> None:
@@ -109,9 +116,9 @@ class Worker:
         await asyncio.gather(*self._running.values(), return_exceptions=True)
 
     async def _wait(self, stop: asyncio.Event) -> None:
-        """Sleep until the next poll, a freed slot, or stop, whichever comes first."""
-        self._slot_freed.clear()
-        waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(self._slot_freed.wait())]
+        """Sleep until the next poll, a wake-up, or stop, whichever comes first."""
+        self.woken.clear()
+        waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(self.woken.wait())]
         try:
             await asyncio.wait(
                 waiters, timeout=self._poll_interval, return_when=asyncio.FIRST_COMPLETED
@@ -172,9 +179,9 @@ class Worker:
 
     async def _execute(self, flow_run: FlowRun) -> None:
         try:
-            fresh = await self._client.read_flow_run(flow_run.id)
+            # The engine reads the run afresh itself before it proposes Running.
             await run_flow_async(
-                compute, flow_run=fresh, parameters=fresh.parameters, return_type="state"
+                compute, flow_run=flow_run, parameters=flow_run.parameters, return_type="state"
             )
         except asyncio.CancelledError:
             if flow_run.id not in cancellation_requested and flow_run.id not in handed_back:
@@ -183,7 +190,7 @@ class Worker:
             log.exception("flow run %s ended abnormally", flow_run.id)
         finally:
             self._running.pop(flow_run.id, None)
-            self._slot_freed.set()
+            self.woken.set()
         if flow_run.id in handed_back:
             handed_back.discard(flow_run.id)
             await self._client.set_flow_run_state(
@@ -196,6 +203,26 @@ class Worker:
             await self._client.set_flow_run_state(
                 flow_run.id, Cancelled(message="Cancelled on request."), force=True
             )
+
+    async def watch_announcements(self, stop: asyncio.Event) -> None:
+        """Wake the poll as soon as Prefect's event stream announces a run of the
+        deployment to claim or to cancel; the poll interval is then only a fallback."""
+        names = [f"prefect.flow-run.{state}" for state in _ANNOUNCED_STATES]
+        announced = EventFilter(
+            event=EventNameFilter(name=names),
+            related=EventRelatedFilter(id=[f"prefect.deployment.{self._deployment_id}"]),
+        )
+        while not stop.is_set():
+            try:
+                async with get_events_subscriber(
+                    filter=announced, reconnection_attempts=0
+                ) as subscriber:
+                    async for _event in subscriber:
+                        self.woken.set()
+            except Exception as error:
+                log.debug("event stream unavailable, polling only: %s", error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self._heartbeat_seconds)
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         """Tell Prefect this worker is alive (the UI shows the pool as ready), and give

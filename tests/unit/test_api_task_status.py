@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from prefect.client.schemas.objects import StateType
 
-from api.task_status import STAGES, needs_stage, task_status
+from api.task_status import STAGES, needs_stage, stage_of, task_status
 from contract.models import TaskStatus
-from flows.compute import STAGE_TASKS
+from flows.compute import STAGES as FLOW_STAGES
 
 
 @pytest.mark.parametrize(
@@ -77,6 +77,14 @@ def test_only_running_needs_a_stage() -> None:
             assert not needs_stage(state)
 
 
-def test_stages_equal_the_flow_stage_tasks() -> None:
+def test_stages_equal_the_flow_stages() -> None:
     """The API's copy of the stage names equals the flow's, so the two cannot drift."""
-    assert dict(STAGE_TASKS) == STAGES
+    assert FLOW_STAGES == STAGES
+
+
+def test_stage_is_read_from_the_newest_line_that_names_one() -> None:
+    """Lines newest first: Prefect's own lines are skipped, the flow's name the stage."""
+    lines = ["Finished in state Running()", "upload: started", "process: 1 output(s), 9 bytes"]
+    assert stage_of(lines) == "upload"
+    assert stage_of(["Beginning flow run 'x' for flow 'compute'"]) is None
+    assert stage_of([]) is None

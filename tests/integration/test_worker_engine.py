@@ -1,0 +1,91 @@
+"""How the worker runs Prefect's flow engine in one process, against the real server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+from uuid import uuid4
+
+import prefect.flow_engine
+from prefect.client.orchestration import get_client
+from prefect.context import SyncClientContext
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.states import Scheduled
+from prefect.types._datetime import now
+
+from core.runs import FLOW_NAME, RunParameters, S3Target, deployment_name
+from flows.engine import shared_clients, skip_suspension_watch
+from flows.worker import Worker
+from tests.integration.conftest import SLUG, RunningStack
+
+
+def test_runs_inside_share_one_client_of_each_kind(stack: RunningStack) -> None:
+    """Inside shared_clients, Prefect's get_client (async and sync) returns the shared ones,
+    so flow runs create no client (and no SSL context) of their own."""
+
+    async def scenario() -> None:
+        with temporary_settings({PREFECT_API_URL: stack.prefect_api}):
+            async with shared_clients() as client:
+                assert get_client() is client
+                sync_context = SyncClientContext.get()
+                assert sync_context is not None
+                assert get_client(sync_client=True) is sync_context.client
+
+    asyncio.run(scenario())
+
+
+def test_flow_runs_start_no_suspension_watcher() -> None:
+    """The engine's per-run suspension watch (a thread, a client, a websocket) is skipped."""
+    skip_suspension_watch()
+    with prefect.flow_engine.observe_flow_run_suspension(uuid4(), None):  # type: ignore[attr-defined,arg-type]
+        pass
+
+
+def test_a_run_announced_by_prefect_wakes_the_worker(stack: RunningStack) -> None:
+    """A new run of the deployment wakes the worker at once through Prefect's event
+    stream, with the next poll ten minutes away. (The run is scheduled an hour ahead, so
+    the suite's worker leaves it alone.)"""
+
+    async def scenario() -> None:
+        with temporary_settings({PREFECT_API_URL: stack.prefect_api}):
+            async with get_client() as client:
+                deployment = await client.read_deployment_by_name(
+                    f"{FLOW_NAME}/{deployment_name(SLUG)}"
+                )
+                worker = Worker(
+                    client,
+                    pool=SLUG,
+                    deployment_id=deployment.id,
+                    name="wake-test",
+                    limit=1,
+                    poll_interval=600,
+                    heartbeat_seconds=1,
+                    shutdown_grace=0,
+                )
+                stop = asyncio.Event()
+                watching = asyncio.create_task(worker.watch_announcements(stop))
+                unused = "http://127.0.0.1:1"
+                parameters = RunParameters(
+                    task_id=uuid4(),
+                    data_in=[],
+                    s3=S3Target(
+                        host="http://127.0.0.1:1", region="r", bucket="b", sealed_credentials="x"
+                    ),
+                    callback_url=unused,
+                )
+                run = await client.create_flow_run_from_deployment(
+                    deployment.id,
+                    parameters=parameters.as_prefect_parameters(),
+                    state=Scheduled(scheduled_time=now("UTC") + timedelta(hours=1)),
+                )
+                try:
+                    await asyncio.wait_for(worker.woken.wait(), timeout=60)
+                finally:
+                    stop.set()
+                    watching.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await watching
+                    await client.delete_flow_run(run.id)
+
+    asyncio.run(scenario())
