@@ -87,7 +87,7 @@ class WorkerSettings(CommonSettings):
     worker_heartbeat_seconds: int = Field(default=30, ge=1)
     # Seconds a stopping worker lets its runs finish before handing them back.
     worker_shutdown_grace: float = Field(default=30.0, ge=0)
-    process_pool_size: int = Field(default=2, ge=1)
+    process_pool_size: int = Field(default=1, ge=1)
     transient_retries: int = Field(default=5, ge=0)
     # More for the callback: with the default delay, 8 retries span about four minutes of
     # an engine that is down or restarting.
