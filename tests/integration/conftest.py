@@ -31,11 +31,13 @@ from deployments.local import (
     ROOT,
     Process,
     Stack,
+    api_url,
     environment,
     start_api,
     start_prefect_server,
     start_worker,
 )
+from services.base import load_service
 from tests.conftest import S3_SECRET, WORKDIR, free_port
 
 BUCKET = "engine"
@@ -288,5 +290,30 @@ def extra_api(client: Client, **overrides: str) -> Iterator[tuple[Stack, str]]:
         try:
             start_api(stack)
             yield stack, f"http://127.0.0.1:{port}"
+        finally:
+            stack.stop()
+
+
+@contextmanager
+def service_stack(module: str) -> Iterator[RunningStack]:
+    """A worker and an API of another service, over the suite's Prefect server: its own
+    deployment, work pool, port and journal."""
+    slug = load_service(module).description.slug
+    port = free_port()
+    env = environment(
+        {
+            "SERVICE_MODULE": module,
+            "SERVICE_PORT": str(port),
+            "SERVICE_URL": f"http://127.0.0.1:{port}",
+            "INTAKE_PATH": str(WORKDIR / f"intake-{slug}.db"),
+        }
+    )
+    log_path = WORKDIR / "stack.log"
+    with log_path.open("ab") as log:
+        stack = Stack(env, log=log)
+        try:
+            start_worker(stack, slug)
+            start_api(stack)
+            yield RunningStack(stack, api_url(env), env["PREFECT_API_URL"], log_path)
         finally:
             stack.stop()
