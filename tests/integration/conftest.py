@@ -317,3 +317,29 @@ def service_stack(module: str) -> Iterator[RunningStack]:
             yield RunningStack(stack, api_url(env), env["PREFECT_API_URL"], log_path)
         finally:
             stack.stop()
+
+
+@contextmanager
+def launcher(**overrides: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`make run`'s launcher (over the suite's Prefect server) with some settings changed,
+    and what it printed once ready; killed afterwards if it is still running."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deployments.local"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **overrides},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        printed = ""
+        while "Ctrl-C" not in printed:
+            line = process.stdout.readline()  # the launcher gives up after its own deadlines
+            assert line, f"the launcher exited: {printed}"
+            printed += line
+        yield process, printed
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
