@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from deployments.local import ROOT
 from tests.integration.conftest import (
     Client,
     Engine,
     RunningStack,
     image_bytes,
     service_stack,
+    wait_for,
 )
+from tests.integration.test_client import run, suite_s3
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +55,9 @@ def test_image_analysis_returns_a_thumbnail_and_statistics(
     statistics = json.loads(client.get(statistics_key))
     assert (statistics["width"], statistics["height"]) == (300, 150)
     assert len(statistics["dominant_colours"]) == 4
-    assert client.status(task_id).json() == {"status": "finished"}
+    # The callback goes out in the run's last stage, just before the run completes.
+    finished = {"status": "finished"}
+    wait_for(lambda: client.status(task_id).json() == finished, 30, "the status finished")
 
 
 def test_image_analysis_refuses_text_posing_as_a_png(
@@ -92,3 +99,36 @@ def test_table_summary_refuses_a_ragged_table(
     final = engine.final(task_id)
     assert final["status"] == "error"
     assert final["error_message"] == "input 'table': line 3 has 1 field(s), the header has 2"
+
+
+def test_client_names_each_output_after_its_field(
+    image_analysis: RunningStack, s3_endpoint: str, tmp_path: Path
+) -> None:
+    """The client run on the example photo saves `photo.thumbnail.png` and
+    `photo.statistics.json` beside it."""
+    photo = tmp_path / "photo.png"
+    shutil.copy(ROOT / "examples" / "photo.png", photo)
+    code, output = run("--service", image_analysis.api, *suite_s3(s3_endpoint), str(photo))
+    assert code == 0, output
+    with Image.open(tmp_path / "photo.thumbnail.png") as thumbnail:
+        assert thumbnail.size == (128, 85)
+    statistics = json.loads((tmp_path / "photo.statistics.json").read_text())
+    assert (statistics["width"], statistics["height"]) == (192, 128)
+
+
+def test_client_summarises_the_example_table(
+    table_summary: RunningStack, s3_endpoint: str, tmp_path: Path
+) -> None:
+    """The client run on the example CSV saves `cities.summary.json` beside it."""
+    table = tmp_path / "cities.csv"
+    shutil.copy(ROOT / "examples" / "cities.csv", table)
+    code, output = run("--service", table_summary.api, *suite_s3(s3_endpoint), str(table))
+    assert code == 0, output
+    summary = json.loads((tmp_path / "cities.summary.json").read_text())
+    assert (summary["rows"], summary["columns"]) == (10, 6)
+    population = summary["column_summaries"][2]
+    assert (population["name"], population["type"], population["max"]) == (
+        "population",
+        "integer",
+        421878,
+    )
