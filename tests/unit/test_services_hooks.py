@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -183,3 +185,25 @@ def test_service_run_drives_an_async_process_to_its_end(
     facts = json.loads(outputs["result"].data)
     assert facts["pid"] == os.getpid()
     assert facts["text"] == "here"
+
+
+def test_worker_whose_service_cannot_load_exits_1_with_the_reason(tmp_path: Path) -> None:
+    """`python -m flows` over a service whose load() raises stops at start, before it
+    takes any run, with exit status 1 and the reason in its output."""
+    (tmp_path / "hooks_worker_failing.py").write_text(textwrap.dedent(HEADER + FAILING_LOAD))
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "flows"],
+        cwd=root,
+        env={
+            **os.environ,
+            "SERVICE_MODULE": "hooks_worker_failing",
+            "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root)]),
+            "PROCESS_POOL_SIZE": "1",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert "the service could not load: FileNotFoundError: weights.bin" in done.stderr
