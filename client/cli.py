@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     try:
         with httpx.Client(base_url=args.service, timeout=10) as http:
             return _submit(args, s3, http, out)
-    except (ServiceError, StorageError) as error:
+    except (ServiceError, StorageError, OSError) as error:  # OSError: a port or file refused
         print(f"failed: {error}", file=out)
         return 1
 
@@ -103,20 +103,20 @@ def _submit(args: argparse.Namespace, s3: S3Config, http: httpx.Client, out: Tex
         submit(http, _task(s3, keys, task_id, receiver.url_for(args.callback_host, task_id)))
         print(f"task {task_id} submitted to {args.service}", file=out)
         final = _follow(http, receiver, task_id, args.timeout, out)
+    code = 1
     if final is None:
         print(f"no end of task {task_id} after {args.timeout:.0f} s", file=out)
-        _print_page(args.prefect_api, task_id, out)
-        return 1
-    if final["status"] == "error":
+    elif final["status"] == "error":
         print(f"error: {final.get('error_message')}", file=out)
-        _print_page(args.prefect_api, task_id, out)
-        return 1
-    target = args.out or args.files[0].parent
-    names = [field.name for field in fields[1]] if fields else None
-    for path in _download(s3, final["data_out"], names, target, args.files[0].stem):
-        print(f"  {path}", file=out)
-    _print_page(args.prefect_api, task_id, out)
-    return 0
+    else:
+        target = args.out or args.files[0].parent
+        names = [field.name for field in fields[1]] if fields else None
+        for path in _download(s3, final["data_out"], names, target, args.files[0].stem):
+            print(f"  {path}", file=out)
+        code = 0
+    page = flow_run_page(args.prefect_api, task_id)
+    print(f"Prefect UI: {page or f'no flow run named {task_id} at {args.prefect_api}'}", file=out)
+    return code
 
 
 def _task(s3: S3Config, keys: list[str], task_id: str, callback_url: str) -> dict[str, Any]:
@@ -166,8 +166,3 @@ def _download(
         download(s3, key, path)
         paths.append(path)
     return paths
-
-
-def _print_page(prefect_api: str, task_id: str, out: TextIO) -> None:
-    page = flow_run_page(prefect_api, task_id)
-    print(f"Prefect UI: {page or f'no flow run named {task_id} found at {prefect_api}'}", file=out)

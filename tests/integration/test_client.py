@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 from pathlib import Path
 
 import httpx
@@ -201,7 +202,7 @@ def test_task_without_an_end_gives_up_at_the_timeout(
     assert stages_shown(output)[-1] == "processing"
     [task_id] = re.findall(r"task (\S+) submitted", output)
     assert f"no end of task {task_id} after 1 s\n" in output
-    assert f"Prefect UI: no flow run named {task_id} found at {prefect}\n" in output
+    assert f"Prefect UI: no flow run named {task_id} at {prefect}\n" in output
 
 
 def test_refused_task_and_unreachable_service_exit_1(
@@ -222,3 +223,22 @@ def test_refused_task_and_unreachable_service_exit_1(
     code, output = run("--service", nowhere, *suite_s3(s3_endpoint), *files)
     assert code == 1
     assert output.startswith(f"failed: cannot reach the service at {nowhere}")
+
+
+def test_callback_port_in_use_exits_1_naming_the_error(
+    httpserver: HTTPServer, s3_endpoint: str, tmp_path: Path
+) -> None:
+    """A --callback-port something else holds: exit status 1 with the system's reason,
+    and no task is submitted."""
+    httpserver.expect_request("/description").respond_with_data("", status=404)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = str(holder.getsockname()[1])
+        code, output = run(
+            "--service", httpserver.url_for("").rstrip("/"), *suite_s3(s3_endpoint),
+            "--callback-port", taken, *inputs(tmp_path, b"png bytes"),
+        )  # fmt: skip
+    assert code == 1
+    assert output.startswith("failed: [Errno 98] Address already in use")
+    assert [request.path for request, _ in httpserver.log] == ["/description"]
