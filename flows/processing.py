@@ -18,13 +18,16 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import TypeVar
 
 from contract.description import FieldDescription
 from flows.errors import PermanentError, TaskError
-from services.base import Blob, InvalidInput, Outputs, Service, load_service
+from services.base import Blob, InvalidInput, Service, load_service
+
+T = TypeVar("T")
 
 _service: Service | None = None
 # Why the service's load() failed in this child; every task it is given fails with it.
@@ -38,7 +41,7 @@ def _load(module_name: str) -> None:
     _service = load_service(module_name)
     if _service.load is not None:
         try:
-            _service.load()
+            _to_the_end(_service.load())
         except Exception as error:
             _load_error = f"the service could not load: {type(error).__name__}: {error}"
 
@@ -57,21 +60,22 @@ def _warm() -> None:
         raise PermanentError(_load_error)
 
 
-def _call(service: Service, inputs: Mapping[str, Blob]) -> Outputs:
+def _to_the_end(result: T | Awaitable[T]) -> T:
+    """What a service's function returned, awaited on the child's loop if it is async."""
     global _loop
-    result = service.process(inputs)
     if not inspect.isawaitable(result):
         return result
     if _loop is None:
         _loop = asyncio.new_event_loop()
-    return _loop.run_until_complete(result)
+    awaited: T = _loop.run_until_complete(result)
+    return awaited
 
 
 def _process(inputs: Mapping[str, Blob]) -> dict[str, Blob]:
     assert _service is not None, "child started without its service"
     _warm()
     try:
-        return dict(_call(_service, inputs))
+        return dict(_to_the_end(_service.process(inputs)))
     except InvalidInput as error:
         raise PermanentError(str(error)) from None
     except TaskError:

@@ -6,10 +6,10 @@ A service module has:
 - `process(inputs)`: from the inputs by field name to the outputs by field name, a plain
   function or an `async def`. Either way it runs in a child process of the worker
   (flows.processing), so neither heavy work nor a blocking call stalls other tasks;
-- optionally `load()`: called once in each of those child processes before its first
-  task, for what is expensive to set up (a model, a client). The API and the worker's
-  own process import the module only for `DESCRIPTION`, so keep the import cheap and put
-  the expensive part in `load()`.
+- optionally `load()` (plain or `async def`): called once in each of those child
+  processes before its first task, for what is expensive to set up (a model, a client).
+  The API and the worker's own process import the module only for `DESCRIPTION`, so keep
+  the import cheap and put the expensive part in `load()`.
 """
 
 from __future__ import annotations

@@ -42,8 +42,9 @@ LOADING = """
 LOADS = 0
 
 
-def load():
+async def load():
     global LOADS
+    await asyncio.sleep(0)
     LOADS += 1
 
 
@@ -124,7 +125,7 @@ def test_async_process_runs_in_a_child_that_loaded_once(
     pool_of: list[ProcessPool], tmp_path: Path
 ) -> None:
     """An async process runs in a child, on one loop for the child's life, after a single
-    load() however many tasks that child runs."""
+    (async) load() however many tasks that child runs."""
     pool = start(pool_of, tmp_path, "hooks_loading", LOADING)
 
     async def scenario() -> list[dict[str, object]]:
