@@ -27,6 +27,7 @@ from moto.server import ThreadedMotoServer
 from PIL import Image
 from pytest_httpserver import HTTPServer
 
+from client.cli import main as client_main
 from deployments.local import (
     ROOT,
     Process,
@@ -41,6 +42,10 @@ from services.base import load_service
 from tests.conftest import S3_SECRET, WORKDIR, free_port
 
 BUCKET = "engine"
+# Seconds to wait for the callback of a task of another service's stack (and in the
+# client's tests): on a loaded machine the Prefect server's SQLite locks can hold a
+# task's hand-off to Prefect back for minutes.
+SLOW_CALLBACK = 180
 ACCESS_KEY = "test-access-key"
 SLUG = "image-rotate"
 T = TypeVar("T")
@@ -306,6 +311,9 @@ def service_stack(module: str) -> Iterator[RunningStack]:
             "SERVICE_PORT": str(port),
             "SERVICE_URL": f"http://127.0.0.1:{port}",
             "INTAKE_PATH": str(WORKDIR / f"intake-{slug}.db"),
+            # Lighter on the shared Prefect server than the main stack's worker.
+            "WORKER_POLL_INTERVAL": "0.5",
+            "WORKER_HEARTBEAT_SECONDS": "5",
         }
     )
     log_path = WORKDIR / "stack.log"
@@ -343,3 +351,15 @@ def launcher(**overrides: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def run_client(*args: str) -> tuple[int, str]:
+    """The client's exit status and everything it printed (waiting for the task's end as
+    long as the suite waits for a callback, unless `args` say otherwise)."""
+    out = io.StringIO()
+    return client_main(["submit", "--timeout", str(SLOW_CALLBACK), *args], out=out), out.getvalue()
+
+
+def suite_s3_flags(s3_endpoint: str) -> list[str]:
+    """The client's flags for the suite's S3."""
+    return ["--s3-endpoint", s3_endpoint, "--s3-bucket", BUCKET, "--s3-access-key-id", ACCESS_KEY]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -16,18 +15,18 @@ from PIL import Image
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from client.cli import main
 from client.progress import STAGES
 from services.image_rotate import DESCRIPTION
 from tests.conftest import S3_SECRET, free_port
 from tests.integration.conftest import (
-    ACCESS_KEY,
     BUCKET,
     Client,
     RunningStack,
     image_bytes,
     launcher,
+    run_client,
     s3_client,
+    suite_s3_flags,
     wait_for,
 )
 
@@ -39,16 +38,6 @@ def inputs(directory: Path, image: bytes) -> list[str]:
     (directory / "photo.png").write_bytes(image)
     (directory / "rotation.txt").write_text("90\n")
     return [str(directory / "photo.png"), str(directory / "rotation.txt")]
-
-
-def run(*args: str) -> tuple[int, str]:
-    """The client's exit status and everything it printed."""
-    out = io.StringIO()
-    return main(["submit", *args], out=out), out.getvalue()
-
-
-def suite_s3(s3_endpoint: str) -> list[str]:
-    return ["--s3-endpoint", s3_endpoint, "--s3-bucket", BUCKET, "--s3-access-key-id", ACCESS_KEY]
 
 
 def stages_shown(printed: str) -> list[str]:
@@ -64,7 +53,7 @@ def test_newcomer_path_make_run_then_submit(stack: RunningStack, tmp_path: Path)
     development = {"ENVIRONMENT": "development", "LOCAL_S3_URL": s3_url}
     with launcher(SERVICE_PORT=str(port), **development) as (process, printed):
         assert f"Local S3   {s3_url}" in printed
-        code, output = run(
+        code, output = run_client(
             "--service", f"http://127.0.0.1:{port}", "--s3-endpoint", s3_url,
             *inputs(tmp_path, image_bytes("PNG", (64, 32))),
         )  # fmt: skip
@@ -104,8 +93,8 @@ def test_failed_task_prints_the_reason_and_the_run(
     """A file the service cannot read ends with exit status 1, the engine's error message
     and the Prefect page of the failed run, never the S3 secret; nothing is downloaded."""
     monkeypatch.setenv("S3_SECRET_ACCESS_KEY", S3_SECRET)
-    code, output = run(
-        "--service", client.stack.api, *suite_s3(s3_endpoint),
+    code, output = run_client(
+        "--service", client.stack.api, *suite_s3_flags(s3_endpoint),
         *inputs(tmp_path, b"not an image"),
     )  # fmt: skip
     assert code == 1
@@ -123,16 +112,19 @@ def test_files_that_do_not_fit_the_service_are_not_submitted(
     """A wrong count, a wrong type or a missing file: exit status 2 and the reason, before
     anything is uploaded."""
     photo, rotation = inputs(tmp_path, image_bytes("PNG"))
-    service = ["--service", client.stack.api, *suite_s3(s3_endpoint)]
+    service = ["--service", client.stack.api, *suite_s3_flags(s3_endpoint)]
     keys_before = _keys(s3_endpoint)
 
-    assert run(*service, photo) == (2, "the service takes 2 file(s) (image, rotation), got 1\n")
-    assert run(*service, rotation, photo) == (
+    assert run_client(*service, photo) == (
+        2,
+        "the service takes 2 file(s) (image, rotation), got 1\n",
+    )
+    assert run_client(*service, rotation, photo) == (
         2,
         "rotation.txt for input 'image': expected image/png, image/jpeg\n"
         "photo.png for input 'rotation': expected text/plain\n",
     )
-    assert run(*service, photo, str(tmp_path / "nope.txt")) == (
+    assert run_client(*service, photo, str(tmp_path / "nope.txt")) == (
         2,
         f"no such file: {tmp_path / 'nope.txt'}\n",
     )
@@ -172,8 +164,8 @@ def test_outputs_of_a_service_without_description_are_numbered(
     """From a service that does not name its outputs, they are saved as `.outputN`, in an
     `--out` directory made for them."""
     out = tmp_path / "out"
-    code, output = run(
-        "--service", echo_service(httpserver), *suite_s3(s3_endpoint), "--out", str(out),
+    code, output = run_client(
+        "--service", echo_service(httpserver), *suite_s3_flags(s3_endpoint), "--out", str(out),
         *inputs(tmp_path, b"png bytes"),
     )  # fmt: skip
     assert code == 0, output
@@ -194,8 +186,8 @@ def test_task_without_an_end_gives_up_at_the_timeout(
         {"status": "processing"}
     )
     prefect = f"http://127.0.0.1:{free_port()}/api"
-    code, output = run(
-        "--service", httpserver.url_for("").rstrip("/"), *suite_s3(s3_endpoint),
+    code, output = run_client(
+        "--service", httpserver.url_for("").rstrip("/"), *suite_s3_flags(s3_endpoint),
         "--timeout", "1", "--prefect-api", prefect, *inputs(tmp_path, b"png bytes"),
     )  # fmt: skip
     assert code == 1
@@ -214,13 +206,13 @@ def test_refused_task_and_unreachable_service_exit_1(
         {"detail": "backlog full"}, status=503
     )
     files = inputs(tmp_path, b"png bytes")
-    code, output = run(
-        "--service", httpserver.url_for("").rstrip("/"), *suite_s3(s3_endpoint), *files
+    code, output = run_client(
+        "--service", httpserver.url_for("").rstrip("/"), *suite_s3_flags(s3_endpoint), *files
     )
     assert (code, output) == (1, "failed: the service answered 503: backlog full\n")
 
     nowhere = f"http://127.0.0.1:{free_port()}"
-    code, output = run("--service", nowhere, *suite_s3(s3_endpoint), *files)
+    code, output = run_client("--service", nowhere, *suite_s3_flags(s3_endpoint), *files)
     assert code == 1
     assert output.startswith(f"failed: cannot reach the service at {nowhere}")
 
@@ -235,8 +227,8 @@ def test_callback_port_in_use_exits_1_naming_the_error(
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         taken = str(holder.getsockname()[1])
-        code, output = run(
-            "--service", httpserver.url_for("").rstrip("/"), *suite_s3(s3_endpoint),
+        code, output = run_client(
+            "--service", httpserver.url_for("").rstrip("/"), *suite_s3_flags(s3_endpoint),
             "--callback-port", taken, *inputs(tmp_path, b"png bytes"),
         )  # fmt: skip
     assert code == 1
