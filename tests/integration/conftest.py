@@ -353,6 +353,20 @@ def launcher(**overrides: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
             process.wait()
 
 
+@pytest.fixture(scope="module")
+def other_service(stack: RunningStack, request: pytest.FixtureRequest) -> Iterator[RunningStack]:
+    """The stack of the service the test module names in SERVICE_MODULE, up while that
+    module's tests run."""
+    with service_stack(request.module.SERVICE_MODULE) as running:
+        yield running
+
+
+@pytest.fixture
+def other_client(other_service: RunningStack, engine: Engine, s3_endpoint: str) -> Client:
+    """A Client of that service's stack."""
+    return Client(other_service, engine, s3_endpoint)
+
+
 def run_client(*args: str) -> tuple[int, str]:
     """The client's exit status and everything it printed (waiting for the task's end as
     long as the suite waits for a callback, unless `args` say otherwise)."""
