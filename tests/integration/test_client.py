@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import socket
+import uuid
 from pathlib import Path
 
 import httpx
@@ -143,13 +144,13 @@ def test_description_route_is_what_the_engines_are_told(client: Client) -> None:
     assert response.json() == DESCRIPTION.announcement(os.environ["SERVICE_URL"])
 
 
-def echo_service(httpserver: HTTPServer) -> str:
-    """A service that does not describe itself and calls back at once, its inputs as its
-    outputs; its URL."""
+def echo_service(httpserver: HTTPServer, outputs: list[str] | None = None) -> str:
+    """A service that does not describe itself and calls back at once, with `outputs` or
+    else its inputs as its outputs; its URL."""
 
     def compute(request: Request) -> Response:
         body = json.loads(request.data)
-        update = {"status": "finished", "data_out": body["task"]["data_in"]}
+        update = {"status": "finished", "data_out": outputs or body["task"]["data_in"]}
         assert httpx.patch(body["callback_url"], json=update).status_code == 200
         return Response(json.dumps({"status": "Task added to the queue"}))
 
@@ -182,8 +183,10 @@ def test_task_without_an_end_gives_up_at_the_timeout(
     httpserver.expect_request("/compute", method="POST").respond_with_json(
         {"status": "Task added to the queue"}
     )
-    httpserver.expect_request(re.compile(r"/tasks/.*/status")).respond_with_json(
-        {"status": "processing"}
+    # A service that cannot say at first, then says processing.
+    answers = iter([Response("", status=503)])
+    httpserver.expect_request(re.compile(r"/tasks/.*/status")).respond_with_handler(
+        lambda _: next(answers, Response(json.dumps({"status": "processing"})))
     )
     prefect = f"http://127.0.0.1:{free_port()}/api"
     code, output = run_client(
@@ -234,3 +237,38 @@ def test_callback_port_in_use_exits_1_naming_the_error(
     assert code == 1
     assert output.startswith("failed: [Errno 98] Address already in use")
     assert [request.path for request, _ in httpserver.log] == ["/description"]
+
+
+def test_s3_failures_name_the_endpoint_and_bucket_never_the_secret(
+    httpserver: HTTPServer, s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An S3 that does not answer, and an output missing from S3: exit status 1 saying
+    what was done where, without the secret."""
+    monkeypatch.setenv("S3_SECRET_ACCESS_KEY", S3_SECRET)
+    files = inputs(tmp_path, b"png bytes")
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    service = echo_service(httpserver, outputs=["missing.json"])
+    code, output = run_client("--service", service, "--s3-endpoint", nowhere, *files)
+    assert code == 1
+    assert output.startswith(f"failed: reaching bucket 'engine' at {nowhere} failed: ")
+
+    code, output = run_client("--service", service, *suite_s3_flags(s3_endpoint), *files)
+    assert code == 1
+    assert f"failed: downloading missing.json from bucket 'engine' at {s3_endpoint}" in output
+    assert S3_SECRET not in output
+
+
+def test_bucket_missing_in_another_region_is_created_there(
+    httpserver: HTTPServer, s3_endpoint: str, tmp_path: Path
+) -> None:
+    """A bucket that does not exist yet is created in the region asked for, then used."""
+    bucket = f"fresh-{uuid.uuid4().hex[:12]}"
+    code, output = run_client(
+        "--service", echo_service(httpserver), "--s3-endpoint", s3_endpoint,
+        "--s3-bucket", bucket, "--s3-region", "eu-central-2", *inputs(tmp_path, b"png"),
+    )  # fmt: skip
+    assert code == 0, output
+    assert f"created bucket '{bucket}' at {s3_endpoint}\n" in output
+    location = s3_client(s3_endpoint).get_bucket_location(Bucket=bucket)
+    assert location["LocationConstraint"] == "eu-central-2"
+    assert (tmp_path / "photo.output1.png").read_bytes() == b"png"

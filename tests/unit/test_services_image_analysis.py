@@ -122,6 +122,14 @@ def test_modes_are_described_in_a_mode_worth_describing(
     assert list(statistics["channels"]) == bands
 
 
+def test_cmyk_jpeg_is_described_as_rgb() -> None:
+    """A CMYK JPEG (as print workflows write) is converted to RGB first."""
+    cmyk = Image.new("RGB", (20, 10), (10, 200, 30)).convert("CMYK")
+    _, statistics = analyse(encode(cmyk, "JPEG"), FieldType.IMAGE_JPEG)
+    assert (statistics["mode"], statistics["analysed_as"]) == ("CMYK", "RGB")
+    assert statistics["channels"]["G"]["mean"] == pytest.approx(200, abs=5)
+
+
 def test_transparent_palette_image_keeps_its_alpha() -> None:
     """A palette PNG with a transparent colour is described with an alpha channel."""
     image = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
