@@ -18,13 +18,14 @@ from client.progress import Progress
 from client.service import ServiceError, flow_run_page, mismatches, read_fields, status, submit
 from client.storage import S3Config, StorageError, download, ensure_bucket, upload
 
-# The local S3 that `make run` starts in development accepts any credentials.
+# The local S3 that `make run` starts in development accepts any credentials; these are
+# also the engine's own development MinIO's, at the same address, so either one works.
 DEFAULTS = {
     "S3_ENDPOINT": "http://127.0.0.1:9000",
     "S3_REGION": "us-east-1",
     "S3_BUCKET": "engine",
-    "S3_ACCESS_KEY_ID": "local",
-    "S3_SECRET_ACCESS_KEY": "local-secret",
+    "S3_ACCESS_KEY_ID": "minio",
+    "S3_SECRET_ACCESS_KEY": "minio123",
     "PREFECT_API_URL": "http://127.0.0.1:4200/api",
 }
 POLL_SECONDS = 0.25
