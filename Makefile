@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test lint format lock clean bench
+.PHONY: install run test lint format lock clean bench new-service
 
 install: $(INSTALLED)
 
@@ -18,6 +18,12 @@ $(INSTALLED): requirements-dev.lock requirements.lock
 ## run: the Prefect server, a worker and the API on 127.0.0.1; Ctrl-C stops them all
 run: install
 	$(PY) -m deployments.local
+
+## new-service: a new service module, its test and its README row (NAME=my-thing)
+new-service:
+	@test -n "$(NAME)" || { echo "usage: make new-service NAME=my-thing" >&2; exit 2; }
+	@$(MAKE) --no-print-directory install
+	$(PY) -m services.new $(NAME)
 
 ## test: the whole suite against real servers it starts itself, with a coverage check
 test: install

@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -102,6 +102,12 @@ def create_app(settings: ApiSettings, service: Service) -> FastAPI:
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
         return RedirectResponse("/docs")
+
+    @app.get("/description")
+    async def get_description() -> dict[str, Any]:
+        """What the service announces to the engines: its input and output fields with their
+        types (the client reads it to pair files with fields and name the outputs)."""
+        return description.announcement(settings.service_url)
 
     @app.get(
         "/status",

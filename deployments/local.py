@@ -140,6 +140,21 @@ def start_prefect_server(stack: Stack, timeout: float = 90.0) -> Process | None:
     return stack.start("prefect server", args, lambda: answers(health), timeout)
 
 
+def start_local_s3(stack: Stack, timeout: float = 60.0) -> str | None:
+    """moto's S3 server at LOCAL_S3_URL, in development only, for trying the service with
+    `python -m client`; its URL, or None when off. An S3 already answering there is used."""
+    url = stack.env.get("LOCAL_S3_URL", "")
+    if not url or stack.env.get("ENVIRONMENT", "development") != "development":
+        return None
+    if responds(url):
+        return url
+    parts = urlsplit(url)
+    args = [sys.executable, "-m", "moto.server"]
+    args += ["-H", parts.hostname or "127.0.0.1", "-p", str(parts.port or 9000)]
+    stack.start("local s3", args, lambda: responds(url), timeout)
+    return url
+
+
 def deployment_registered(env: Mapping[str, str], slug: str) -> Callable[[], bool]:
     url = f"{env['PREFECT_API_URL'].rstrip('/')}/deployments/name/compute/{slug}"
     return lambda: answers(url)
@@ -176,11 +191,14 @@ def main() -> int:
     signal.signal(signal.SIGINT, request_stop)
     try:
         start_prefect_server(stack)
+        s3 = start_local_s3(stack)
         start_worker(stack, slug)
         start_api(stack)
         ui = env["PREFECT_API_URL"].rstrip("/").removesuffix("/api")
+        local_s3 = f"  Local S3   {s3} (development only, any credentials)\n" if s3 else ""
         print(
-            f"\n  API docs   {api_url(env)}/docs\n  Prefect UI {ui}\n  Ctrl-C stops everything.\n"
+            f"\n  API docs   {api_url(env)}/docs\n  Prefect UI {ui}\n{local_s3}"
+            "  Ctrl-C stops everything.\n"
         )
         sys.stdout.flush()
         while not stopping:

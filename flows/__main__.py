@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 
 from core.logs import configure_logging
@@ -54,6 +55,7 @@ def main() -> None:
     stop = asyncio.Event()
     requested = threading.Event()
     loops: list[asyncio.AbstractEventLoop] = []
+    failed = threading.Event()
 
     def run() -> None:
         async def with_loop() -> None:
@@ -62,7 +64,11 @@ def main() -> None:
                 stop.set()
             await serve(stop)
 
-        asyncio.run(with_loop())
+        try:
+            asyncio.run(with_loop())
+        except BaseException:
+            failed.set()  # for the exit status; the thread's hook prints the traceback
+            raise
 
     def request_stop(signum: int, frame: object) -> None:
         log.info("stop requested (signal %d)", signum)
@@ -78,6 +84,8 @@ def main() -> None:
     thread.start()
     while thread.is_alive():
         thread.join(0.5)
+    if failed.is_set():
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -2,31 +2,48 @@
 
 A CPU-bound `process` in the worker's own process would stall every other flow run it
 executes; in a child process it stalls nothing. Each child loads the service module once
-(its `initializer`), so a model that is slow to load is loaded once per child.
+(its `initializer`) and calls the module's `load()` there, so a model that is slow to
+load is loaded once per child.
+
+An `async def process` runs in the child too, on one event loop the child keeps for its
+life (so clients made in `load()` stay usable across tasks): a blocking call slipped into
+an async service then stalls only its own child, never the worker's loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import TypeVar
 
 from contract.description import FieldDescription
 from flows.errors import PermanentError, TaskError
 from services.base import Blob, InvalidInput, Service, load_service
 
+T = TypeVar("T")
+
 _service: Service | None = None
+# Why the service's load() failed in this child; every task it is given fails with it.
+_load_error: str | None = None
+_loop: asyncio.AbstractEventLoop | None = None
 
 
 def _load(module_name: str) -> None:
-    global _service
-    _service = load_service(module_name)
+    global _service, _load_error
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    _service = load_service(module_name)
+    if _service.load is not None:
+        try:
+            _to_the_end(_service.load())
+        except Exception as error:
+            _load_error = f"the service could not load: {type(error).__name__}: {error}"
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -37,13 +54,28 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def _warm() -> None:
-    """Nothing: submitting it makes the pool start a child before the first task."""
+    """Submitting it makes the pool start a child (and load the service) before the first
+    task; a service that cannot load says so here, at the worker's start."""
+    if _load_error is not None:
+        raise PermanentError(_load_error)
+
+
+def _to_the_end(result: T | Awaitable[T]) -> T:
+    """What a service's function returned, awaited on the child's loop if it is async."""
+    global _loop
+    if not inspect.isawaitable(result):
+        return result
+    if _loop is None:
+        _loop = asyncio.new_event_loop()
+    awaited: T = _loop.run_until_complete(result)
+    return awaited
 
 
 def _process(inputs: Mapping[str, Blob]) -> dict[str, Blob]:
     assert _service is not None, "child started without its service"
+    _warm()
     try:
-        return dict(_service.process(inputs))
+        return dict(_to_the_end(_service.process(inputs)))
     except InvalidInput as error:
         raise PermanentError(str(error)) from None
     except TaskError:

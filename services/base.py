@@ -1,9 +1,23 @@
-"""What a service module provides, and what its `process` receives and returns."""
+"""What a service module provides, and what its `process` receives and returns.
+
+A service module has:
+
+- `DESCRIPTION`: its `ServiceDescription`;
+- `process(inputs)`: from the inputs by field name to the outputs by field name, a plain
+  function or an `async def`. Either way it runs in a child process of the worker
+  (flows.processing), so neither heavy work nor a blocking call stalls other tasks;
+- optionally `load()` (plain or `async def`): called once in each of those child
+  processes before its first task, for what is expensive to set up (a model, a client).
+  The API and the worker's own process import the module only for `DESCRIPTION`, so keep
+  the import cheap and put the expensive part in `load()`.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
-from collections.abc import Callable, Mapping
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -27,7 +41,9 @@ class InvalidInput(Exception):
         self.reason = reason
 
 
-Process = Callable[[Mapping[str, Blob]], Mapping[str, Blob]]
+Outputs = Mapping[str, Blob]
+Process = Callable[[Mapping[str, Blob]], Outputs | Awaitable[Outputs]]
+Load = Callable[[], object]
 
 
 @dataclass(frozen=True)
@@ -37,6 +53,19 @@ class Service:
     module: str
     description: ServiceDescription
     process: Process
+    load: Load | None = None
+
+    def run(self, inputs: Mapping[str, Blob]) -> Outputs:
+        """`process` called here, to its end whether sync or async: for tests and scripts.
+        The worker runs it in its process pool instead (flows.processing)."""
+        result = self.process(inputs)
+        if inspect.isawaitable(result):
+            return asyncio.run(_awaited(result))
+        return result
+
+
+async def _awaited(result: Awaitable[Outputs]) -> Outputs:
+    return await result
 
 
 def load_service(module_name: str) -> Service:
@@ -44,8 +73,11 @@ def load_service(module_name: str) -> Service:
     module: ModuleType = importlib.import_module(module_name)
     description = getattr(module, "DESCRIPTION", None)
     process = getattr(module, "process", None)
+    load = getattr(module, "load", None)
     if not isinstance(description, ServiceDescription):
         raise TypeError(f"service module {module_name} has no DESCRIPTION ServiceDescription")
     if not callable(process):
         raise TypeError(f"service module {module_name} has no process function")
-    return Service(module=module_name, description=description, process=process)
+    if load is not None and not callable(load):
+        raise TypeError(f"service module {module_name}: load is not a function")
+    return Service(module=module_name, description=description, process=process, load=load)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from contract.description import FieldDescription, FieldType, ServiceDescription, Tag
 from services.base import Blob, InvalidInput
+from services.imaging import encode, with_image
 
 DESCRIPTION = ServiceDescription(
     name="Image Rotate",
@@ -33,7 +33,6 @@ _TRANSPOSE = {
     180: Image.Transpose.ROTATE_180,
     270: Image.Transpose.ROTATE_90,
 }
-_FORMATS = {FieldType.IMAGE_PNG: "PNG", FieldType.IMAGE_JPEG: "JPEG"}
 
 
 def parse_rotation(data: bytes) -> int:
@@ -53,20 +52,5 @@ def process(inputs: Mapping[str, Blob]) -> dict[str, Blob]:
     """Rotate `image` clockwise by `rotation` degrees, keeping its format."""
     degrees = parse_rotation(inputs["rotation"].data)
     image_blob = inputs["image"]
-    try:
-        with Image.open(io.BytesIO(image_blob.data)) as image:
-            image_format = _FORMATS[image_blob.type]
-            # Cameras write JPEGs with a Multi-Picture segment, which Pillow calls MPO.
-            read_as = "JPEG" if image.format == "MPO" else image.format
-            if read_as != image_format:
-                raise InvalidInput(
-                    "image", f"content is {image.format}, not {image_blob.type.value}"
-                )
-            rotated = image.transpose(_TRANSPOSE[degrees])
-    except Image.DecompressionBombError as error:
-        raise InvalidInput("image", f"too large to decode ({error})") from error
-    except (UnidentifiedImageError, OSError) as error:
-        raise InvalidInput("image", f"content is not a readable {image_blob.type.value}") from error
-    out = io.BytesIO()
-    rotated.save(out, format=image_format)
-    return {"result": Blob(out.getvalue(), image_blob.type)}
+    rotated = with_image(image_blob, "image", lambda image: image.transpose(_TRANSPOSE[degrees]))
+    return {"result": encode(rotated, image_blob.type)}

@@ -27,18 +27,25 @@ from moto.server import ThreadedMotoServer
 from PIL import Image
 from pytest_httpserver import HTTPServer
 
+from client.cli import main as client_main
 from deployments.local import (
     ROOT,
     Process,
     Stack,
+    api_url,
     environment,
     start_api,
     start_prefect_server,
     start_worker,
 )
+from services.base import load_service
 from tests.conftest import S3_SECRET, WORKDIR, free_port
 
 BUCKET = "engine"
+# Seconds to wait for the callback of a task of another service's stack (and in the
+# client's tests): on a loaded machine the Prefect server's SQLite locks can hold a
+# task's hand-off to Prefect back for minutes.
+SLOW_CALLBACK = 180
 ACCESS_KEY = "test-access-key"
 SLUG = "image-rotate"
 T = TypeVar("T")
@@ -290,3 +297,83 @@ def extra_api(client: Client, **overrides: str) -> Iterator[tuple[Stack, str]]:
             yield stack, f"http://127.0.0.1:{port}"
         finally:
             stack.stop()
+
+
+@contextmanager
+def service_stack(module: str) -> Iterator[RunningStack]:
+    """A worker and an API of another service, over the suite's Prefect server: its own
+    deployment, work pool, port and journal."""
+    slug = load_service(module).description.slug
+    port = free_port()
+    env = environment(
+        {
+            "SERVICE_MODULE": module,
+            "SERVICE_PORT": str(port),
+            "SERVICE_URL": f"http://127.0.0.1:{port}",
+            "INTAKE_PATH": str(WORKDIR / f"intake-{slug}.db"),
+            # Lighter on the shared Prefect server than the main stack's worker.
+            "WORKER_POLL_INTERVAL": "0.5",
+            "WORKER_HEARTBEAT_SECONDS": "5",
+        }
+    )
+    log_path = WORKDIR / "stack.log"
+    with log_path.open("ab") as log:
+        stack = Stack(env, log=log)
+        try:
+            start_worker(stack, slug)
+            start_api(stack)
+            yield RunningStack(stack, api_url(env), env["PREFECT_API_URL"], log_path)
+        finally:
+            stack.stop()
+
+
+@contextmanager
+def launcher(**overrides: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`make run`'s launcher (over the suite's Prefect server) with some settings changed,
+    and what it printed once ready; killed afterwards if it is still running."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deployments.local"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **overrides},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        printed = ""
+        while "Ctrl-C" not in printed:
+            line = process.stdout.readline()  # the launcher gives up after its own deadlines
+            assert line, f"the launcher exited: {printed}"
+            printed += line
+        yield process, printed
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def other_service(stack: RunningStack, request: pytest.FixtureRequest) -> Iterator[RunningStack]:
+    """The stack of the service the test module names in SERVICE_MODULE, up while that
+    module's tests run."""
+    with service_stack(request.module.SERVICE_MODULE) as running:
+        yield running
+
+
+@pytest.fixture
+def other_client(other_service: RunningStack, engine: Engine, s3_endpoint: str) -> Client:
+    """A Client of that service's stack."""
+    return Client(other_service, engine, s3_endpoint)
+
+
+def run_client(*args: str) -> tuple[int, str]:
+    """The client's exit status and everything it printed (waiting for the task's end as
+    long as the suite waits for a callback, unless `args` say otherwise)."""
+    out = io.StringIO()
+    return client_main(["submit", "--timeout", str(SLOW_CALLBACK), *args], out=out), out.getvalue()
+
+
+def suite_s3_flags(s3_endpoint: str) -> list[str]:
+    """The client's flags for the suite's S3."""
+    return ["--s3-endpoint", s3_endpoint, "--s3-bucket", BUCKET, "--s3-access-key-id", ACCESS_KEY]

@@ -29,7 +29,7 @@ def test_readme_service_example_loads_and_processes(
     service = load_service("readme_invert")
     image = io.BytesIO()
     Image.new("RGB", (2, 2), (10, 20, 30)).save(image, format="PNG")
-    [result] = service.process({"image": Blob(image.getvalue(), FieldType.IMAGE_PNG)}).values()
+    [result] = service.run({"image": Blob(image.getvalue(), FieldType.IMAGE_PNG)}).values()
 
     assert service.description.slug == "image-invert"
     with Image.open(io.BytesIO(result.data)) as inverted:
