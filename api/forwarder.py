@@ -1,7 +1,8 @@
 """Handing journaled tasks to Prefect, in the background of the API process.
 
 Runs as one asyncio task: it wakes when a task is journaled (or every second), creates
-the flow runs of the oldest entries, and removes each entry once Prefect has its run.
+the flow runs of the oldest entries in one bulk request, and removes the entries whose
+runs Prefect holds.
 The task id is the run's idempotency key, so forwarding an entry twice (after a crash
 between create and remove, or from two API processes sharing the journal) is one run.
 It also keeps the count of unended flow runs fresh, so `/compute` checks its backlog
@@ -15,10 +16,10 @@ import contextlib
 import logging
 
 from api.intake import Intake
-from api.orchestrator import Orchestrator, OrchestratorUnavailable
+from api.orchestrator import BULK_CREATE_LIMIT, Orchestrator, OrchestratorUnavailable
 
 log = logging.getLogger(__name__)
-BATCH = 20
+BATCH = BULK_CREATE_LIMIT
 IDLE_SECONDS = 1.0
 # Short: /status says 503 until the forwarder next reaches Prefect.
 MAX_BACKOFF_SECONDS = 5.0
@@ -60,13 +61,20 @@ class Forwarder:
                 await asyncio.wait_for(self._wake.wait(), timeout=backoff)
 
     async def forward_once(self) -> int:
-        """Create the flow runs of up to BATCH journaled tasks; how many were forwarded."""
+        """Create the flow runs of up to BATCH journaled tasks; how many Prefect now holds."""
         entries = await asyncio.to_thread(self._intake.oldest, BATCH)
-        for entry in entries:
-            flow_run = await self._orchestrator.submit(entry.parameters)
-            await asyncio.to_thread(self._intake.remove, entry.task_id)
-            log.info(
-                "task handed to Prefect",
-                extra={"task_id": str(entry.task_id), "flow_run_id": str(flow_run.id)},
-            )
-        return len(entries)
+        if not entries:
+            return 0
+        results = await self._orchestrator.submit_all([entry.parameters for entry in entries])
+        held = []
+        for entry, result in zip(entries, results, strict=True):
+            ids = {"task_id": str(entry.task_id)}
+            if isinstance(result, str):
+                # Kept in the journal and tried again: a refusal is a deployment or server
+                # problem an operator fixes, never a reason to lose an accepted task.
+                log.error("Prefect refused the flow run of a task: %s", result, extra=ids)
+                continue
+            held.append(entry.task_id)
+            log.info("task handed to Prefect", extra=ids | {"flow_run_id": str(result)})
+        await asyncio.to_thread(self._intake.remove_all, held)
+        return len(held)

@@ -93,10 +93,19 @@ class Intake:
             Entry(UUID(task_id), RunParameters.model_validate_json(raw)) for task_id, raw in rows
         ]
 
-    def remove(self, task_id: UUID) -> None:
-        """Forget a task once Prefect holds its flow run."""
+    def remove_all(self, task_ids: list[UUID]) -> None:
+        """Forget tasks once Prefect holds their flow runs, in one transaction."""
         with self._lock:
-            self._db.execute("DELETE FROM intake WHERE task_id = ?", (str(task_id),))
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "DELETE FROM intake WHERE task_id = ?",
+                    [(str(task_id),) for task_id in task_ids],
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:

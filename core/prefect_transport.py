@@ -19,6 +19,12 @@ RETRIES = 6  # 10 ms, 20 ms ... 320 ms: 0.6 s in all, before Prefect's own backo
 FIRST_DELAY = 0.01
 
 
+def busy_delay(attempt: int) -> float:
+    """Seconds before try `attempt + 1` of a write that met SQLite busy: 10 ms, doubling,
+    with jitter so that writers that collided do not collide again."""
+    return float(FIRST_DELAY * 2**attempt * random.uniform(0.5, 1.5))
+
+
 class BusyRetryTransport(httpx.AsyncBaseTransport):
     def __init__(self, inner: httpx.AsyncBaseTransport | None = None) -> None:
         # Prefect's own defaults: connection failures retried 3 times, keep-alive 25 s.
@@ -32,8 +38,7 @@ class BusyRetryTransport(httpx.AsyncBaseTransport):
             if response.status_code != httpx.codes.SERVICE_UNAVAILABLE:
                 return response
             await response.aclose()
-            # Jitter, so that writers that collided do not collide again.
-            await asyncio.sleep(FIRST_DELAY * 2**attempt * random.uniform(0.5, 1.5))
+            await asyncio.sleep(busy_delay(attempt))
         return await self._inner.handle_async_request(request)
 
     async def aclose(self) -> None:

@@ -7,7 +7,9 @@ client and websocket subscription that watches for the run being suspended, whil
 worker's event loop waits for that websocket to open. Here:
 
 - the clients are created once, in Prefect's own client contexts, which every flow run
-  started inside `shared_clients()` inherits and reuses;
+  started inside `shared_clients()` inherits and reuses; the async one, which makes the
+  engine's state changes, retries SQLite-busy answers at once (core.prefect_transport)
+  rather than after Prefect's 2-8 s backoff;
 - the suspension watch is skipped: this flow never pauses or suspends itself, and a
   run cancelled from outside is stopped by the worker (flows.worker).
 """
@@ -23,12 +25,14 @@ from prefect._flow_run_suspension import FlowRunSuspensionRequest
 from prefect.client.orchestration import PrefectClient
 from prefect.context import AsyncClientContext, SyncClientContext
 
+from core.prefect_transport import prefect_httpx_settings
+
 
 @asynccontextmanager
 async def shared_clients() -> AsyncIterator[PrefectClient]:
     """Prefect's async and sync clients for everything run inside; yields the async one."""
     with SyncClientContext():
-        async with AsyncClientContext() as context:
+        async with AsyncClientContext(httpx_settings=prefect_httpx_settings()) as context:
             yield context.client
 
 

@@ -23,6 +23,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.responses import WorkerFlowRunResponse
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
 from prefect.exceptions import Abort
@@ -131,18 +132,43 @@ class Worker:
         free = self._limit - len(self._running)
         if free <= 0:
             return
-        responses = await self._client.get_scheduled_flow_runs_for_work_pool(
-            work_pool_name=self._pool, scheduled_before=now("UTC") + timedelta(seconds=1)
-        )
-        for response in responses:
-            if free <= 0:
-                break
-            flow_run = response.flow_run
+        for flow_run in await self._scheduled(free):
             if flow_run.deployment_id != self._deployment_id or flow_run.id in self._running:
                 continue
-            if await self._claim(flow_run):
-                self._running[flow_run.id] = asyncio.create_task(self._execute(flow_run))
-                free -= 1
+            # Its slot is taken now; the claim and the run follow in their own task, so
+            # the runs of one poll are claimed at once rather than one round trip each.
+            self._running[flow_run.id] = asyncio.create_task(self._claim_and_execute(flow_run))
+
+    async def _scheduled(self, limit: int) -> list[FlowRun]:
+        """Up to `limit` runs of the pool due now, oldest first, by the call Prefect's own
+        workers make (it also marks the pool's queue as polled, so the UI shows it ready).
+        The client's method has no limit and returns every scheduled run with its
+        parameters: under a backlog of hundreds, most of the server's work per poll."""
+        response = await self._client.request(
+            "POST",
+            "/work_pools/{name}/get_scheduled_flow_runs",
+            path_params={"name": self._pool},
+            json={"scheduled_before": str(now("UTC") + timedelta(seconds=1)), "limit": limit},
+        )
+        return [WorkerFlowRunResponse.model_validate(item).flow_run for item in response.json()]
+
+    async def _claim_and_execute(self, flow_run: FlowRun) -> None:
+        try:
+            claimed = await self._claim(flow_run)
+        except asyncio.CancelledError:
+            # Stopped mid-claim: nothing to hand back; a run left Pending with no owner
+            # is rescheduled by the reaper of any worker.
+            handed_back.discard(flow_run.id)
+            self._running.pop(flow_run.id, None)
+            raise
+        except Exception:
+            log.exception("claiming flow run %s failed; it stays scheduled", flow_run.id)
+            claimed = False
+        if not claimed:
+            self._running.pop(flow_run.id, None)
+            self.woken.set()
+            return
+        await self._execute(flow_run)
 
     async def _cancel_requested(self) -> None:
         """Stop the runs that someone cancelled (in the UI or with the CLI) while running.

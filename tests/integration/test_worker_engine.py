@@ -9,11 +9,12 @@ from uuid import uuid4
 
 import prefect.flow_engine
 from prefect.client.orchestration import get_client
-from prefect.context import SyncClientContext
+from prefect.context import AsyncClientContext, SyncClientContext
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Scheduled
 from prefect.types._datetime import now
 
+from core.prefect_transport import BusyRetryTransport
 from core.runs import FLOW_NAME, RunParameters, S3Target, deployment_name
 from flows.engine import shared_clients, skip_suspension_watch
 from flows.worker import Worker
@@ -21,16 +22,19 @@ from tests.integration.conftest import SLUG, RunningStack
 
 
 def test_runs_inside_share_one_client_of_each_kind(stack: RunningStack) -> None:
-    """Inside shared_clients, Prefect's get_client (async and sync) returns the shared ones,
-    so flow runs create no client (and no SSL context) of their own."""
+    """Inside shared_clients, the client contexts the flow engine takes for each run are
+    the shared ones, so flow runs create no client (and no SSL context) of their own; the
+    async client retries SQLite-busy answers itself."""
 
     async def scenario() -> None:
         with temporary_settings({PREFECT_API_URL: stack.prefect_api}):
             async with shared_clients() as client:
-                assert get_client() is client
-                sync_context = SyncClientContext.get()
-                assert sync_context is not None
-                assert get_client(sync_client=True) is sync_context.client
+                async with AsyncClientContext.get_or_create() as async_context:
+                    assert async_context.client is client
+                with SyncClientContext.get_or_create() as sync_context:
+                    assert get_client(sync_client=True) is sync_context.client
+                transport = client._client._transport
+                assert isinstance(transport, BusyRetryTransport)
 
     asyncio.run(scenario())
 

@@ -1,0 +1,59 @@
+"""The forwarder: journaled tasks handed to Prefect in batches, none dropped on a refusal."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import cast
+from uuid import UUID, uuid4
+
+from api.forwarder import BATCH, Forwarder
+from api.intake import Intake
+from api.orchestrator import Orchestrator
+from core.runs import RunParameters
+from tests.unit.test_api_intake import _parameters
+
+
+class Prefect:
+    """Stands in for the orchestrator's bulk create: refuses the tasks it is told to."""
+
+    def __init__(self, refuse: set[UUID]) -> None:
+        self.refuse = refuse
+        self.requests: list[int] = []
+
+    async def submit_all(self, batch: Sequence[RunParameters]) -> list[UUID | str]:
+        self.requests.append(len(batch))
+        return [
+            "Parameter validation failed" if task.task_id in self.refuse else uuid4()
+            for task in batch
+        ]
+
+
+def _forwarder(intake: Intake, prefect: Prefect) -> Forwarder:
+    return Forwarder(intake, cast(Orchestrator, prefect))
+
+
+def test_a_backlog_is_handed_over_in_batches(tmp_path: Path) -> None:
+    """More than a batch of journaled tasks takes one request per BATCH tasks."""
+    intake = Intake(tmp_path / "intake.db")
+    intake.add_all([_parameters() for _ in range(BATCH + 5)])
+    prefect = Prefect(refuse=set())
+    forwarder = _forwarder(intake, prefect)
+
+    forwarded = [asyncio.run(forwarder.forward_once()) for _ in range(2)]
+
+    assert forwarded == [BATCH, 5]
+    assert prefect.requests == [BATCH, 5]
+    assert intake.count() == 0
+
+
+def test_a_refused_task_stays_in_the_journal(tmp_path: Path) -> None:
+    """A task whose run Prefect refuses is kept to be tried again; the others leave."""
+    intake = Intake(tmp_path / "intake.db")
+    tasks = [_parameters() for _ in range(3)]
+    intake.add_all(tasks)
+    forwarder = _forwarder(intake, Prefect(refuse={tasks[1].task_id}))
+
+    assert asyncio.run(forwarder.forward_once()) == 2
+    assert [intake.contains(task.task_id) for task in tasks] == [False, True, False]
