@@ -213,17 +213,20 @@ _records: dict[UUID, RunRecord] = {}
 
 
 def _begin(callback_url: str) -> tuple[UUID | None, RunRecord]:
+    """The record of the run starting now, kept by its flow run id for the hooks."""
     context = FlowRunContext.get()
     flow_run = context.flow_run if context is not None else None
     record = RunRecord(
         callback_url=callback_url,
-        created=flow_run.created.timestamp() if flow_run and flow_run.created else time.time(),
+        created=time.time(),
         progress=runtime().settings.progress_updates,
     )
-    run_id = flow_run.id if flow_run is not None else None
-    if run_id is not None:
-        _records[run_id] = record
-    return run_id, record
+    if flow_run is None:
+        return None, record
+    if flow_run.created is not None:
+        record.created = flow_run.created.timestamp()
+    _records[flow_run.id] = record
+    return flow_run.id, record
 
 
 # Flow runs whose body already sent the error callback (so the failure hook need not).
