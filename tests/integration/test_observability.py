@@ -133,6 +133,22 @@ def test_progress_updates_reach_the_engine_in_order(other_client: Client) -> Non
     assert [u["status"] for u in other_client.engine.updates[failed]] == ["fetching", "error"]
 
 
+def test_a_refused_progress_update_does_not_fail_the_task(other_client: Client) -> None:
+    """A progress PATCH the engine answers 500 is counted as failed, not retried, and the
+    task still runs to its `finished` callback."""
+    failures = value(worker_metrics(), "core_service_callback_failures_total", kind="progress")
+    task_id = str(uuid.uuid4())
+    other_client.engine.answer(task_id, [500, 200])
+    body = other_client.body([other_client.put(TABLE, ".csv")], task_id=task_id)
+    response = httpx.post(f"{other_client.stack.api}/compute", json=body, timeout=10)
+    assert response.status_code == 200, response.text
+    assert other_client.engine.final(task_id, SLOW_CALLBACK)["status"] == "finished"
+    statuses = [u["status"] for u in other_client.engine.updates[task_id]]
+    assert statuses == ["fetching", "processing", "saving", "finished"]
+    after = value(worker_metrics(), "core_service_callback_failures_total", kind="progress")
+    assert after == failures + 1
+
+
 def test_log_lines_are_json_with_ids_and_one_summary(
     other_client: Client, other_service: RunningStack
 ) -> None:
