@@ -12,16 +12,19 @@ from uuid import UUID
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from prefect.client.orchestration import get_client
 
 from api.forwarder import Forwarder
 from api.guards import BodyLimit, host_allowed
 from api.intake import GroupCommit, Intake
+from api.metrics import CONTENT_TYPE, ApiMetrics
 from api.orchestrator import Orchestrator, OrchestratorUnavailable
 from api.registration import Registration
+from api.task_detail import LOG_LINES_FOR_DETAIL, TaskDetail, task_detail
 from api.task_status import LOG_LINES_FOR_STAGE, needs_stage, stage_of, task_status
 from contract.models import ServiceTask, StatusAnswer, TaskStatus
+from core.logs import bound
 from core.prefect_transport import prefect_httpx_settings
 from core.runs import RunParameters, S3Target
 from core.sealing import Credentials, Sealer
@@ -80,11 +83,20 @@ def create_app(settings: ApiSettings, service: Service) -> FastAPI:
         lifespan=lifespan,
     )
 
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    metrics = ApiMetrics()
+    app.state.metrics = metrics
+
+    def refused_body(path: str) -> None:
+        if path == "/compute":
+            metrics.rejected("too_large")
+
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, on_refuse=refused_body)
     allowed_hosts = settings.hosts_allowed()
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        if request.url.path == "/compute":
+            metrics.rejected("invalid")
         # FastAPI's default echoes the offending input, which may be the S3 secret.
         detail = [
             {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
@@ -126,8 +138,23 @@ def create_app(settings: ApiSettings, service: Service) -> FastAPI:
             )
         return StatusAnswer(status="Service is available")
 
+    @app.get("/metrics", response_class=Response)
+    async def get_metrics(request: Request) -> Response:
+        """Prometheus metrics of this API process: tasks accepted, rejected by reason, and
+        the backlog (what the worker does is on the worker's own metrics port)."""
+        intake: Intake = request.app.state.intake
+        forwarder: Forwarder = request.app.state.forwarder
+        body = metrics.render(
+            journal=await asyncio.to_thread(intake.count), prefect=forwarder.unended_in_prefect
+        )
+        return Response(body, media_type=CONTENT_TYPE)
+
     @app.post("/compute")
     async def compute(body: ServiceTask, request: Request) -> StatusAnswer:
+        with bound(task_id=str(body.task.id)):
+            return await accept(body, request)
+
+    async def accept(body: ServiceTask, request: Request) -> StatusAnswer:
         task_id = body.task.id
         refused = [
             {
@@ -142,14 +169,16 @@ def create_app(settings: ApiSettings, service: Service) -> FastAPI:
             if not host_allowed(url, allowed_hosts)
         ]
         if refused:
-            log.warning("refused task: host not allowed", extra={"task_id": str(task_id)})
+            log.warning("refused task: host not allowed")
+            metrics.rejected("host_not_allowed")
             raise HTTPException(status_code=422, detail=refused)
         intake: Intake = request.app.state.intake
         forwarder: Forwarder = request.app.state.forwarder
         # Never waits on Prefect: the forwarder keeps its share of the backlog fresh.
         backlog = await asyncio.to_thread(intake.count) + forwarder.unended_in_prefect
         if backlog >= settings.max_tasks:
-            log.warning("refused task: backlog full", extra={"task_id": str(task_id)})
+            log.warning("refused task: backlog full")
+            metrics.rejected("backlog_full")
             raise HTTPException(
                 status_code=503,
                 detail=f"{backlog} tasks are already waiting or running "
@@ -170,7 +199,8 @@ def create_app(settings: ApiSettings, service: Service) -> FastAPI:
         )
         await request.app.state.journal.add(parameters)
         forwarder.wake()
-        log.info("accepted task", extra={"task_id": str(task_id)})
+        log.info("accepted task")
+        metrics.accepted.inc()
         return StatusAnswer(status="Task added to the queue")
 
     @app.get("/tasks/{task_id}/status")
@@ -186,5 +216,21 @@ def create_app(settings: ApiSettings, service: Service) -> FastAPI:
         if needs_stage(state):
             stage = stage_of(await prefect.latest_log_lines(flow_run.id, LOG_LINES_FOR_STAGE))
         return StatusAnswer(status=task_status(state, stage).value)
+
+    @app.get(
+        "/tasks/{task_id}",
+        responses={404: {"description": "The service never accepted this task"}},
+    )
+    async def get_task(task_id: UUID, request: Request, prefect: Prefect) -> TaskDetail:
+        """The task's status, stage times and attempts, outputs, error message and the
+        page of its flow run in the Prefect UI."""
+        intake: Intake = request.app.state.intake
+        if await asyncio.to_thread(intake.contains, task_id):
+            return task_detail(task_id, None, [], None)
+        flow_run = await prefect.find(task_id)
+        if flow_run is None:
+            raise HTTPException(status_code=404, detail=f"Task {task_id} not found")
+        lines = await prefect.latest_log_lines(flow_run.id, LOG_LINES_FOR_DETAIL)
+        return task_detail(task_id, flow_run, lines[::-1], prefect.ui_page(flow_run.id))
 
     return app

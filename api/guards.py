@@ -7,6 +7,7 @@ request cannot exhaust memory.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,11 +24,15 @@ def host_allowed(url: str, allowed: list[str]) -> bool:
 
 
 class BodyLimit:
-    """ASGI middleware answering 413 to a body larger than `limit` bytes, declared or sent."""
+    """ASGI middleware answering 413 to a body larger than `limit` bytes, declared or sent;
+    `on_refuse` hears of each refusal with the request's path."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int, on_refuse: Callable[[str], None] | None = None
+    ) -> None:
         self._app = app
         self._limit = limit
+        self._on_refuse = on_refuse
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -35,7 +40,7 @@ class BodyLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self._limit:
-            await self._refuse(send)
+            await self._refuse(scope, send)
             return
         received = 0
 
@@ -50,9 +55,11 @@ class BodyLimit:
         try:
             await self._app(scope, limited, send)
         except _TooLarge:
-            await self._refuse(send)
+            await self._refuse(scope, send)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        if self._on_refuse is not None:
+            self._on_refuse(scope["path"])
         body = f'{{"detail": "request body larger than {self._limit} bytes"}}'.encode()
         await send(
             {

@@ -28,6 +28,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import LogSort
 from prefect.exceptions import ObjectNotFound
+from prefect.settings import get_current_settings
 from prefect.states import Scheduled, to_state_create
 
 from core.prefect_transport import RETRIES, busy_delay
@@ -157,3 +158,9 @@ class Orchestrator:
                 limit=count,
             )
         return [log.message for log in logs]
+
+    def ui_page(self, flow_run_id: UUID) -> str | None:
+        """The flow run's page in the Prefect UI (PREFECT_UI_URL, which Prefect derives
+        from PREFECT_API_URL when unset); None when Prefect knows no UI address."""
+        base = get_current_settings().ui_url
+        return f"{base.rstrip('/')}/runs/flow-run/{flow_run_id}" if base else None

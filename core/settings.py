@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["development", "test", "production"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+LogFormat = Literal["auto", "text", "json"]
 
 
 # The SEALING_KEY committed in `.env` for development: public, so never for production.
@@ -32,6 +33,9 @@ class CommonSettings(BaseSettings):
     sealing_key: SecretStr
     environment: Environment = "development"
     log_level: LogLevel = "debug"
+    # json: one object per line; text: readable lines; auto: JSON in production unless
+    # stderr is a terminal, text otherwise.
+    log_format: LogFormat = "auto"
     # Work pool the deployment runs in; empty means one named after the service's slug,
     # so two services sharing a Prefect server never take each other's runs.
     work_pool: str = ""
@@ -95,3 +99,9 @@ class WorkerSettings(CommonSettings):
     retry_base_delay: float = Field(default=1.0, ge=0)
     s3_timeout: float = Field(default=10.0, gt=0)
     callback_timeout: float = Field(default=10.0, gt=0)
+    # PATCH `fetching`, `processing` and `saving` to the engine as each stage starts (the
+    # reference service sends only the final status).
+    progress_updates: bool = False
+    # Where the worker serves its Prometheus metrics (GET /metrics); port 0 serves none.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = Field(default=9091, ge=0, le=65535)

@@ -15,6 +15,7 @@ from core.logs import configure_logging
 from core.runs import work_pool_name
 from flows.deployment import ensure_deployment
 from flows.engine import shared_clients, skip_suspension_watch
+from flows.metrics import serve as serve_metrics
 from flows.runtime import runtime
 from flows.worker import Worker
 
@@ -24,6 +25,7 @@ log = logging.getLogger("flows")
 async def serve(stop: asyncio.Event) -> None:
     rt = runtime()
     pool = work_pool_name(rt.settings, rt.service.description.slug)
+    serve_metrics(rt.settings.worker_metrics_host, rt.settings.worker_metrics_port)
     await rt.pool.warm()
     skip_suspension_watch()
     async with shared_clients() as client:

@@ -7,8 +7,11 @@ from functools import cache
 
 import httpx
 
-from contract.models import TaskUpdate
-from flows.errors import PermanentError, TransientError
+from contract.models import TaskStatus, TaskUpdate
+from flows.errors import PermanentError, TaskError, TransientError
+from flows.metrics import CALLBACK_ATTEMPTS, CALLBACK_FAILURES
+
+_FINAL = (TaskStatus.FINISHED, TaskStatus.ERROR)
 
 
 @cache
@@ -18,7 +21,18 @@ def _tls() -> ssl.SSLContext:
 
 
 async def send_update(callback_url: str, update: TaskUpdate, request_timeout: float) -> None:
-    """PATCH the update; 2xx is done, 5xx and network faults are transient, 4xx permanent."""
+    """PATCH the update; 2xx is done, 5xx and network faults are transient, 4xx permanent.
+    Every attempt, and every failed one, is counted by kind (final or progress)."""
+    kind = "final" if update.status in _FINAL else "progress"
+    CALLBACK_ATTEMPTS.labels(kind).inc()
+    try:
+        await _patch(callback_url, update, request_timeout)
+    except TaskError:
+        CALLBACK_FAILURES.labels(kind).inc()
+        raise
+
+
+async def _patch(callback_url: str, update: TaskUpdate, request_timeout: float) -> None:
     body = update.model_dump(mode="json")
     try:
         async with httpx.AsyncClient(timeout=request_timeout, verify=_tls()) as client:

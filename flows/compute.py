@@ -5,10 +5,14 @@ Prefect server its state events and the records it makes of them, which was half
 server's CPU per task (dropping them took a burst from 1.0 to 2.2 tasks/s). The run's log
 in the UI shows every stage and every retry instead; each line the flow logs starts with
 its stage (`fetch: ...`), which is how the API tells the stage of a running task
-(`api.task_status`). S3 and callback stages retry `TransientError`s with exponential
-backoff and jitter; everything else fails at once. Whatever goes wrong, the engine is
-told: an `error` callback from the flow itself, or from the crash and cancellation hooks
-when the flow cannot run on.
+(`api.task_status`) and reads its stage times (`api.task_detail`). S3 and callback
+stages retry `TransientError`s with exponential backoff and jitter; everything else
+fails at once. Whatever goes wrong, the engine is told: an `error` callback from the
+flow itself, or from the crash and cancellation hooks when the flow cannot run on.
+
+With PROGRESS_UPDATES the engine also hears `fetching`, `processing` and `saving` as
+those stages start. Each run ends with one `summary:` line (outcome, stage times,
+sizes) and is counted in the worker's metrics (flows.metrics).
 """
 
 from __future__ import annotations
@@ -19,13 +23,15 @@ import random
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID, uuid4
 
 from prefect import Flow, flow, get_run_logger
-from prefect import runtime as prefect_runtime
 from prefect.client.schemas.objects import FlowRun, State
+from prefect.context import FlowRunContext
+from prefect.logging.loggers import flow_run_logger
 
 from contract.description import extension_of
 from contract.models import TaskStatus, TaskUpdate
@@ -34,6 +40,7 @@ from flows import storage
 from flows.callback import send_update
 from flows.errors import PermanentError, TaskError, TransientError
 from flows.inputs import pair_inputs
+from flows.metrics import ERRORED, FINISHED, RUNNING, STAGE_SECONDS, TASK_SECONDS
 from flows.runtime import runtime
 from services.base import Blob
 
@@ -51,6 +58,11 @@ STAGES = {
     "upload": TaskStatus.SAVING,
     "notify": TaskStatus.SAVING,
 }
+# The lines the API reads back from a run's log (api.task_detail parses them).
+STARTED = "%s: started"
+DONE = "%s: %s (%.0f ms)"
+ATTEMPT_FAILED = "%s: attempt %d of %d failed: %s; trying again in %.1f s"
+FAILED = "%s: failed: %s"
 
 
 async def with_retries(
@@ -67,7 +79,7 @@ async def with_retries(
                 raise
             delay = base * 2**attempt * random.uniform(0.5, 1.5)
             log.warning(
-                "%s: attempt %d of %d failed: %s; trying again in %.1f s",
+                ATTEMPT_FAILED,
                 stage,
                 attempt + 1,
                 retries + 1,
@@ -133,6 +145,90 @@ def describe(error: BaseException) -> str:
     return f"unexpected {type(error).__name__}: {error}"
 
 
+def reason_class(error: BaseException) -> str:
+    """The class of an error, for the metrics: retrying could not help, retries ran
+    out, or something nobody foresaw."""
+    if isinstance(error, PermanentError):
+        return "permanent"
+    if isinstance(error, TransientError):
+        return "transient"
+    return "unexpected"
+
+
+@dataclass
+class RunRecord:
+    """What one run has done so far, for its summary line and the metrics."""
+
+    callback_url: str
+    # When the task was handed to Prefect (the run's creation), in epoch seconds.
+    created: float
+    progress: bool
+    stage: str = "fetch"
+    # The reason class of the stage that failed, once one has.
+    failure: str | None = None
+    stage_ms: dict[str, float] = field(default_factory=dict)
+    files_in: int = 0
+    bytes_in: int = 0
+    files_out: int = 0
+    bytes_out: int = 0
+    last_progress: TaskStatus | None = None
+
+    def end(self, outcome: str, reason: str, log: Logger) -> None:
+        """Log the summary line and count the run's end in the metrics."""
+        elapsed = time.time() - self.created
+        TASK_SECONDS.labels(outcome).observe(elapsed)
+        if outcome == "finished":
+            FINISHED.inc()
+        else:
+            ERRORED.labels(self.stage, reason).inc()
+        stages = ", ".join(f"{name} {ms:.0f} ms" for name, ms in self.stage_ms.items())
+        log.info(
+            "summary: %s in %.0f ms (%s); in: %d file(s), %d bytes; out: %d file(s), %d bytes",
+            outcome,
+            elapsed * 1000,
+            stages or "no stage ran",
+            self.files_in,
+            self.bytes_in,
+            self.files_out,
+            self.bytes_out,
+            extra={
+                "summary": {
+                    "outcome": outcome,
+                    "reason": None if outcome == "finished" else reason,
+                    "failed_stage": None if outcome == "finished" else self.stage,
+                    "total_ms": round(elapsed * 1000, 1),
+                    "stage_ms": {k: round(v, 1) for k, v in self.stage_ms.items()},
+                    "files_in": self.files_in,
+                    "bytes_in": self.bytes_in,
+                    "files_out": self.files_out,
+                    "bytes_out": self.bytes_out,
+                }
+            },
+        )
+
+
+# The record of each run in flight, by flow run id, until its end is counted (by the
+# flow's body, or by the hook when the body could not run to its end).
+_records: dict[UUID, RunRecord] = {}
+
+
+def _begin(callback_url: str) -> tuple[UUID | None, RunRecord]:
+    """The record of the run starting now, kept by its flow run id for the hooks."""
+    context = FlowRunContext.get()
+    flow_run = context.flow_run if context is not None else None
+    record = RunRecord(
+        callback_url=callback_url,
+        created=time.time(),
+        progress=runtime().settings.progress_updates,
+    )
+    if flow_run is None:
+        return None, record
+    if flow_run.created is not None:
+        record.created = flow_run.created.timestamp()
+    _records[flow_run.id] = record
+    return flow_run.id, record
+
+
 # Flow runs whose body already sent the error callback (so the failure hook need not).
 _reported: set[UUID] = set()
 # Flow runs the worker is stopping because someone cancelled them (flows.worker).
@@ -159,17 +255,26 @@ async def tell_engine_error(callback_url: str, message: str) -> None:
 
 async def _report_abnormal_end(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
     """Failure, crash and cancellation hook: tell the engine when the body could not."""
+    record = _records.pop(flow_run.id, None)
     if flow_run.id in _reported:
         _reported.discard(flow_run.id)
         return
     if flow_run.id in handed_back:
         return  # another worker runs it again; the engine hears from that run
     if flow_run.id in cancellation_requested or state.is_cancelled():
+        reason = "cancelled"
         message = "the run was cancelled in Prefect"
     else:
         reason = "crashed" if state.is_crashed() else "failed"
         message = f"the run {reason}: {state.message or state.name}"
-    await tell_engine_error(str(flow_run.parameters.get("callback_url", "")), message)
+    callback_url = str(flow_run.parameters.get("callback_url", ""))
+    await tell_engine_error(callback_url, message)
+    if record is None:  # the body never started (a crash before it)
+        created = flow_run.created.timestamp() if flow_run.created else time.time()
+        record = RunRecord(callback_url=callback_url, created=created, progress=False)
+    if reason == "failed":
+        reason = record.failure or "unexpected"
+    record.end("error", reason, flow_run_logger(flow_run, flow))
 
 
 # Results are not persisted; naming a storage anyway spares every run a request for the
@@ -187,63 +292,111 @@ _UNUSED_RESULT_STORAGE = Path(tempfile.gettempdir()) / "results"
 )
 async def compute(task_id: UUID, data_in: list[str], s3: S3Target, callback_url: str) -> list[str]:
     """Run one engine task and PATCH its outcome to `callback_url`."""
-    settings = runtime().settings
     log = get_run_logger()
-    stage = "fetch"
+    run_id, run = _begin(callback_url)
+    RUNNING.inc()
     try:
-        inputs = await _stage(
-            stage,
-            settings.transient_retries,
-            lambda: fetch(s3, data_in),
-            lambda inputs: f"{len(inputs)} input(s), {_size(inputs)} bytes",
-            log,
-        )
-        stage = "process"
-        outputs = await _stage(
-            stage,
-            0,
-            lambda: runtime().pool.run(inputs),
-            lambda outputs: f"{len(outputs)} output(s), {_size(outputs)} bytes",
-            log,
-        )
-        stage = "upload"
-        keys = await _stage(
-            stage, settings.transient_retries, lambda: upload(s3, outputs), ", ".join, log
-        )
-    except Exception as error:
-        message = describe(error)
-        log.error("%s: failed: %s", stage, message)
-        run_id = prefect_runtime.flow_run.get_id()
+        try:
+            keys = await _fetch_process_upload(run, data_in, s3, log)
+        except Exception as error:
+            message = describe(error)
+            log.error(FAILED, run.stage, message)
+            if run_id is not None:
+                _reported.add(run_id)
+                _records.pop(run_id, None)
+            failed_stage, failure = run.stage, run.failure or reason_class(error)
+            try:
+                await _notify(run, TaskUpdate(status=TaskStatus.ERROR, error_message=message), log)
+            finally:
+                run.stage = failed_stage
+                run.end("error", failure, log)
+            raise PermanentError(message) from None
+        # A failure to deliver this is the hook's to report, and to count.
+        await _notify(run, TaskUpdate(status=TaskStatus.FINISHED, data_out=keys), log)
         if run_id is not None:
-            _reported.add(UUID(run_id))
-        await _notify(callback_url, TaskUpdate(status=TaskStatus.ERROR, error_message=message))
-        raise PermanentError(message) from None
-    await _notify(callback_url, TaskUpdate(status=TaskStatus.FINISHED, data_out=keys))
-    return keys
+            _records.pop(run_id, None)
+        run.end("finished", "", log)
+        return keys
+    finally:
+        RUNNING.dec()
+
+
+async def _fetch_process_upload(
+    run: RunRecord, data_in: list[str], s3: S3Target, log: Logger
+) -> list[str]:
+    settings = runtime().settings
+    inputs = await _stage(
+        run,
+        "fetch",
+        settings.transient_retries,
+        lambda: fetch(s3, data_in),
+        lambda inputs: f"{len(inputs)} input(s), {_size(inputs)} bytes",
+        log,
+    )
+    run.files_in, run.bytes_in = len(inputs), _size(inputs)
+    outputs = await _stage(
+        run,
+        "process",
+        0,
+        lambda: runtime().pool.run(inputs),
+        lambda outputs: f"{len(outputs)} output(s), {_size(outputs)} bytes",
+        log,
+    )
+    run.files_out, run.bytes_out = len(outputs), _size(outputs)
+    return await _stage(
+        run, "upload", settings.transient_retries, lambda: upload(s3, outputs), ", ".join, log
+    )
 
 
 async def _stage(
+    run: RunRecord,
     name: str,
     retries: int,
     step: Callable[[], Awaitable[T]],
     summary: Callable[[T], str],
     log: Logger,
 ) -> T:
-    """One stage, with its start, its retries, its outcome and its time in the run's log."""
-    log.info("%s: started", name)
+    """One stage, with its start, its retries, its outcome and its time in the run's log
+    and the metrics; the engine hears of its start if PROGRESS_UPDATES asks for it."""
+    run.stage = name
+    if run.progress and name != "notify":
+        await _progress(run, STAGES[name], log)
+    log.info(STARTED, name)
     started = time.perf_counter()
-    result = await with_retries(name, retries, step, log)
-    log.info("%s: %s (%.0f ms)", name, summary(result), (time.perf_counter() - started) * 1000)
+    try:
+        result = await with_retries(name, retries, step, log)
+    except Exception as error:
+        run.failure = reason_class(error)
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        run.stage_ms[name] = elapsed * 1000
+        STAGE_SECONDS.labels(name).observe(elapsed)
+    log.info(DONE, name, summary(result), elapsed * 1000)
     return result
 
 
-async def _notify(callback_url: str, update: TaskUpdate) -> None:
+async def _progress(run: RunRecord, status: TaskStatus, log: Logger) -> None:
+    """PATCH an intermediate status once, before the stage starts (so the engine hears
+    them in order); a failure is logged and the task carries on."""
+    if status == run.last_progress:
+        return
+    run.last_progress = status
+    settings = runtime().settings
+    try:
+        await send_update(run.callback_url, TaskUpdate(status=status), settings.callback_timeout)
+    except TaskError as error:
+        log.warning("%s: progress update not delivered: %s", run.stage, error.message)
+
+
+async def _notify(run: RunRecord, update: TaskUpdate, log: Logger) -> None:
     """PATCH the engine with how the task ended."""
     settings = runtime().settings
     await _stage(
+        run,
         "notify",
         settings.callback_retries,
-        lambda: send_update(callback_url, update, settings.callback_timeout),
+        lambda: send_update(run.callback_url, update, settings.callback_timeout),
         lambda _: f"told the engine: {update.status.value}",
-        get_run_logger(),
+        log,
     )

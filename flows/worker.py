@@ -32,6 +32,7 @@ from prefect.states import AwaitingRetry, Cancelled, Pending
 from prefect.types._datetime import now
 from prefect.utilities.engine import propose_state
 
+from core.logs import bound
 from flows.compute import cancellation_requested, compute, handed_back
 from flows.reaper import owner_mark, sweep
 
@@ -204,6 +205,11 @@ class Worker:
         return True
 
     async def _execute(self, flow_run: FlowRun) -> None:
+        """Run it, every line logged meanwhile carrying its task and flow run ids."""
+        with bound(task_id=flow_run.name, flow_run_id=str(flow_run.id)):
+            await self._run(flow_run)
+
+    async def _run(self, flow_run: FlowRun) -> None:
         try:
             # The engine reads the run afresh itself before it proposes Running.
             await run_flow_async(

@@ -50,6 +50,8 @@ os.environ.update(
         "WORKER_HEARTBEAT_SECONDS": "1",
         "WORKER_SHUTDOWN_GRACE": "5",
         "PROCESS_POOL_SIZE": "1",
+        # No metrics port unless a test asks for one: many workers start on this machine.
+        "WORKER_METRICS_PORT": "0",
         "MAX_TASKS": "50",
         "INTAKE_PATH": str(WORKDIR / "intake.db"),
         # Long enough to see a retry happen, short enough for a quick suite.

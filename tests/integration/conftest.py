@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -300,9 +300,12 @@ def extra_api(client: Client, **overrides: str) -> Iterator[tuple[Stack, str]]:
 
 
 @contextmanager
-def service_stack(module: str) -> Iterator[RunningStack]:
+def service_stack(
+    module: str, overrides: Mapping[str, str] | None = None, log_name: str = "stack.log"
+) -> Iterator[RunningStack]:
     """A worker and an API of another service, over the suite's Prefect server: its own
-    deployment, work pool, port and journal."""
+    deployment, work pool, port and journal; `overrides` change its settings, and its
+    processes log to `log_name` in the suite's folder."""
     slug = load_service(module).description.slug
     port = free_port()
     env = environment(
@@ -314,9 +317,10 @@ def service_stack(module: str) -> Iterator[RunningStack]:
             # Lighter on the shared Prefect server than the main stack's worker.
             "WORKER_POLL_INTERVAL": "0.5",
             "WORKER_HEARTBEAT_SECONDS": "5",
+            **(overrides or {}),
         }
     )
-    log_path = WORKDIR / "stack.log"
+    log_path = WORKDIR / log_name
     with log_path.open("ab") as log:
         stack = Stack(env, log=log)
         try:
@@ -356,8 +360,14 @@ def launcher(**overrides: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
 @pytest.fixture(scope="module")
 def other_service(stack: RunningStack, request: pytest.FixtureRequest) -> Iterator[RunningStack]:
     """The stack of the service the test module names in SERVICE_MODULE, up while that
-    module's tests run."""
-    with service_stack(request.module.SERVICE_MODULE) as running:
+    module's tests run, with the settings it names in STACK_SETTINGS (if any), logging to
+    STACK_LOG (if named)."""
+    module = request.module
+    with service_stack(
+        module.SERVICE_MODULE,
+        getattr(module, "STACK_SETTINGS", None),
+        getattr(module, "STACK_LOG", "stack.log"),
+    ) as running:
         yield running
 
 

@@ -87,3 +87,24 @@ def test_non_http_scopes_pass_through() -> None:
 
     asyncio.run(BodyLimit(app, 10)({"type": "lifespan"}, receive, send))
     assert seen == ["lifespan"]
+
+
+def test_refusals_are_reported_with_the_path() -> None:
+    """`on_refuse` hears of each 413 with the request's path, and of nothing else."""
+    refused: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        pass
+
+    guard = BodyLimit(app, 10, on_refuse=refused.append)
+    big: Scope = {"type": "http", "path": "/compute", "headers": [(b"content-length", b"11")]}
+    small: Scope = {"type": "http", "path": "/compute", "headers": [(b"content-length", b"1")]}
+    asyncio.run(guard(big, receive, send))
+    asyncio.run(guard(small, receive, send))
+    assert refused == ["/compute"]

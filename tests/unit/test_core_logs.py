@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sys
@@ -11,7 +12,15 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from core.logs import OWN_LOGGERS, JsonFormatter, TextFormatter, configure_logging
+from core.logs import (
+    OWN_LOGGERS,
+    JsonFormatter,
+    RunIds,
+    TextFormatter,
+    bound,
+    configure_logging,
+    wants_json,
+)
 from core.sealing import new_key
 from core.settings import CommonSettings
 
@@ -32,12 +41,13 @@ def restore_logging() -> Iterator[None]:
             logging.getLogger(name).setLevel(level)
 
 
-def settings(environment: str, log_level: str) -> CommonSettings:
+def settings(environment: str, log_level: str, log_format: str = "auto") -> CommonSettings:
     return CommonSettings.model_validate(
         {
             "sealing_key": SecretStr(new_key()),
             "environment": environment,
             "log_level": log_level,
+            "log_format": log_format,
         }
     )
 
@@ -151,3 +161,77 @@ def test_configure_logging_sets_levels(log_level: str, own: int, root: int) -> N
         assert logging.getLogger(name).level == own
     for name in NOISY:
         assert logging.getLogger(name).level == logging.WARNING
+
+
+class Stream(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self._tty = tty
+
+    def isatty(self) -> bool:
+        return self._tty
+
+
+@pytest.mark.parametrize(
+    ("log_format", "environment", "tty", "json_lines"),
+    [
+        ("auto", "production", False, True),
+        ("auto", "production", True, False),
+        ("auto", "development", False, False),
+        ("auto", "test", False, False),
+        ("json", "development", True, True),
+        ("text", "production", False, False),
+    ],
+)
+def test_log_format_chooses_json_or_text(
+    log_format: str, environment: str, tty: bool, json_lines: bool
+) -> None:
+    """json and text are obeyed; auto is JSON in production unless on a terminal."""
+    assert wants_json(settings(environment, "info", log_format), Stream(tty)) is json_lines
+
+
+def test_bound_ids_reach_every_record_inside_and_leave_after() -> None:
+    """Inside `bound`, records get the ids; nested binds add to them; after, none."""
+    ids = RunIds()
+    with bound(task_id="t1"):
+        with bound(flow_run_id="r1"):
+            inside = record("x")
+            ids.filter(inside)
+        only_task = record("y")
+        ids.filter(only_task)
+    after = record("z")
+    ids.filter(after)
+    assert (inside.__dict__["task_id"], inside.__dict__["flow_run_id"]) == ("t1", "r1")
+    assert only_task.__dict__["task_id"] == "t1"
+    assert "flow_run_id" not in only_task.__dict__
+    assert "task_id" not in after.__dict__
+
+
+def test_ids_given_with_the_record_win() -> None:
+    """An id passed in `extra` is kept over the bound one."""
+    made = record("x", extra={"task_id": "given"})
+    with bound(task_id="bound"):
+        RunIds().filter(made)
+    assert made.__dict__["task_id"] == "given"
+
+
+def test_run_logger_lines_get_the_task_id_from_the_run_name() -> None:
+    """Prefect's run logger names the run, which is named after the task id."""
+    made = record("fetch: started", extra={"flow_run_name": "t9", "flow_run_id": "r9"})
+    RunIds().filter(made)
+    assert (made.__dict__["task_id"], made.__dict__["flow_run_id"]) == ("t9", "r9")
+
+
+def test_text_lines_leave_out_what_the_message_spells_out() -> None:
+    """A summary's structured fields go in JSON lines only; text shows the message."""
+    made = record("summary: finished", extra={"summary": {"outcome": "finished"}, "task_id": "t"})
+    assert TextFormatter("%(message)s").format(made) == "summary: finished task_id=t"
+    assert json.loads(JsonFormatter().format(made))["summary"] == {"outcome": "finished"}
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_configured_handler_adds_the_ids() -> None:
+    """The root handler configured for the process carries the RunIds filter."""
+    configure_logging(settings("development", "info"))
+    [handler] = logging.getLogger().handlers
+    assert any(isinstance(f, RunIds) for f in handler.filters)

@@ -8,6 +8,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client import REGISTRY
 from pytest_httpserver import HTTPServer
 
 from contract.models import TaskStatus, TaskUpdate
@@ -143,3 +144,25 @@ def test_no_answer_in_time_is_transient(silent_port: int) -> None:
     with pytest.raises(TransientError) as caught:
         send(url, timeout=0.2)
     assert str(caught.value) == f"engine unreachable at {url}: ReadTimeout"
+
+
+def _counted(name: str, kind: str) -> float:
+    return REGISTRY.get_sample_value(name, {"kind": kind}) or 0.0
+
+
+@pytest.mark.parametrize(
+    ("update", "kind"), [(FINISHED, "final"), (TaskUpdate(status=TaskStatus.SAVING), "progress")]
+)
+def test_attempts_and_failures_are_counted_by_kind(
+    httpserver: HTTPServer, update: TaskUpdate, kind: str
+) -> None:
+    """Each PATCH counts as an attempt of its kind; one the engine refuses, as a failure."""
+    attempts = _counted("core_service_callback_attempts_total", kind)
+    failures = _counted("core_service_callback_failures_total", kind)
+    httpserver.expect_oneshot_request(TASK_PATH, method="PATCH").respond_with_json({})
+    httpserver.expect_oneshot_request(TASK_PATH, method="PATCH").respond_with_data(status=503)
+    send(httpserver.url_for(TASK_PATH), update)
+    with pytest.raises(TransientError):
+        send(httpserver.url_for(TASK_PATH), update)
+    assert _counted("core_service_callback_attempts_total", kind) == attempts + 2
+    assert _counted("core_service_callback_failures_total", kind) == failures + 1
