@@ -145,7 +145,7 @@ def create_app(settings: ApiSettings, service: Service) -> FastAPI:
         intake: Intake = request.app.state.intake
         forwarder: Forwarder = request.app.state.forwarder
         body = metrics.render(
-            journal=await asyncio.to_thread(intake.count), prefect=forwarder.unended_in_prefect
+            journal=intake.waiting, prefect=forwarder.unended_in_prefect
         )
         return Response(body, media_type=CONTENT_TYPE)
 
@@ -175,7 +175,7 @@ def create_app(settings: ApiSettings, service: Service) -> FastAPI:
         intake: Intake = request.app.state.intake
         forwarder: Forwarder = request.app.state.forwarder
         # Never waits on Prefect: the forwarder keeps its share of the backlog fresh.
-        backlog = await asyncio.to_thread(intake.count) + forwarder.unended_in_prefect
+        backlog = intake.waiting + forwarder.unended_in_prefect
         if backlog >= settings.max_tasks:
             log.warning("refused task: backlog full")
             metrics.rejected("backlog_full")

@@ -5,8 +5,8 @@ the flow runs of the oldest entries in one bulk request, and removes the entries
 runs Prefect holds.
 The task id is the run's idempotency key, so forwarding an entry twice (after a crash
 between create and remove, or from two API processes sharing the journal) is one run.
-It also keeps the count of unended flow runs fresh, so `/compute` checks its backlog
-without waiting on Prefect.
+It also keeps the counts of unended flow runs and of journaled tasks fresh, so
+`/compute` checks its backlog without waiting on Prefect or on the journal.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ class Forwarder:
             self._wake.clear()  # before reading, so a task journaled meanwhile wakes us
             try:
                 forwarded = await self.forward_once()
+                await asyncio.to_thread(self._intake.count)  # refreshes intake.waiting
                 self.unended_in_prefect = await self._orchestrator.backlog()
                 self.last_error = None
                 backoff = IDLE_SECONDS

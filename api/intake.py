@@ -46,6 +46,8 @@ class Intake:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.execute(_SCHEMA)
+        self._waiting = 0
+        self.count()
 
     def add(self, parameters: RunParameters) -> bool:
         """Journal a task; False when it was already there (the same task posted twice)."""
@@ -69,6 +71,7 @@ class Intake:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+            self._waiting += sum(added)
             return added
 
     def contains(self, task_id: UUID) -> bool:
@@ -79,9 +82,19 @@ class Intake:
             return row is not None
 
     def count(self) -> int:
+        """Tasks in the journal, read from it (and remembered for `waiting`)."""
         with self._lock:
             (count,) = self._db.execute("SELECT COUNT(*) FROM intake").fetchone()
-            return int(count)
+            self._waiting = int(count)
+            return self._waiting
+
+    @property
+    def waiting(self) -> int:
+        """Tasks in the journal as this process last wrote or counted it, without waiting:
+        `/compute` checks its backlog with it. A count behind the lock, in a thread, per
+        request queued every POST of a burst behind the journal's commits. The forwarder
+        counts again every second, which also catches removals by another process."""
+        return self._waiting
 
     def oldest(self, limit: int) -> list[Entry]:
         """The tasks waiting longest, first."""
@@ -98,14 +111,15 @@ class Intake:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany(
+                removed = self._db.executemany(
                     "DELETE FROM intake WHERE task_id = ?",
                     [(str(task_id),) for task_id in task_ids],
-                )
+                ).rowcount
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+            self._waiting = max(0, self._waiting - removed)
 
     def close(self) -> None:
         with self._lock:

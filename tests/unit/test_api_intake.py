@@ -103,3 +103,21 @@ def test_a_failed_batch_leaves_nothing_behind(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot serialise"):
         intake.add_all([good, bad])
     assert intake.count() == 0
+
+
+def test_waiting_follows_adds_removes_and_other_writers(tmp_path: Path) -> None:
+    """`waiting` counts this process's adds and removes at once, and a recount picks up
+    what another process sharing the journal removed."""
+    intake = Intake(tmp_path / "intake.db")
+    tasks = [_parameters() for _ in range(3)]
+    intake.add_all([*tasks, tasks[0]])
+    assert intake.waiting == 3
+    intake.remove_all([tasks[0].task_id])
+    assert intake.waiting == 2
+
+    other = Intake(tmp_path / "intake.db")
+    assert other.waiting == 2
+    other.remove_all([tasks[1].task_id])
+    assert intake.waiting == 2  # not seen until counted
+    assert intake.count() == 1
+    assert intake.waiting == 1
