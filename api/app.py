@@ -144,9 +144,7 @@ def create_app(settings: ApiSettings, service: Service) -> FastAPI:
         the backlog (what the worker does is on the worker's own metrics port)."""
         intake: Intake = request.app.state.intake
         forwarder: Forwarder = request.app.state.forwarder
-        body = metrics.render(
-            journal=intake.waiting, prefect=forwarder.unended_in_prefect
-        )
+        body = metrics.render(journal=intake.waiting, prefect=forwarder.unended_in_prefect)
         return Response(body, media_type=CONTENT_TYPE)
 
     @app.post("/compute")
