@@ -46,7 +46,6 @@ import math
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -77,6 +76,7 @@ from deployments.local import (
     StartError,
     api_url,
     environment,
+    free_port,
     responds,
     start_api,
     start_prefect_server,
@@ -126,13 +126,6 @@ def wait(check: Callable[[], bool], timeout: float, interval: float = 0.05) -> b
             return False
         time.sleep(interval)
     return True
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _children() -> dict[int, list[int]]:
