@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test lint format lock clean bench new-service
+.PHONY: install postgres run run-scaled test lint format lock clean bench bench-scale new-service
 
 install: $(INSTALLED)
 
@@ -15,9 +15,24 @@ $(INSTALLED): requirements-dev.lock requirements.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.lock
 	touch $(INSTALLED)
 
+## postgres: Debian's PostgreSQL server, for the distributed mode; installed (apt-get, as
+## root or through sudo) only when no initdb is found
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends postgresql; }
+
 ## run: the Prefect server, a worker and the API on 127.0.0.1; Ctrl-C stops them all
 run: install
 	$(PY) -m deployments.local
+
+## run-scaled: the distributed mode: PostgreSQL, a Prefect server on it, APIS APIs and
+## WORKERS workers on 127.0.0.1; Ctrl-C stops them all
+APIS ?= 2
+WORKERS ?= 2
+run-scaled: install postgres
+	$(PY) -m deployments.scaled --apis $(APIS) --workers $(WORKERS)
 
 ## new-service: a new service module, its test and its README row (NAME=my-thing)
 new-service:
@@ -26,14 +41,17 @@ new-service:
 	$(PY) -m services.new $(NAME)
 
 ## test: the whole suite against real servers it starts itself, with a coverage check
-test: install
+test: install postgres
 	$(PY) -m pytest --cov --cov-report=term-missing
 
-## lint: ruff (lint and format) and mypy --strict
+## lint: ruff (lint and format), mypy --strict, and the Compose files and Kubernetes
+## manifests against their schemas
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose*.yml
+	$(PY) -m deployments.check_manifests
 
 format: install
 	$(VENV)/bin/ruff check --fix .
@@ -55,3 +73,7 @@ clean:
 ## bench: the performance benchmark of issue 4 (its own stack; --tasks 200 --repeat 3)
 bench: install
 	$(PY) -m benchmarks.run
+
+## bench-scale: throughput with 1, 2 and 4 workers on PostgreSQL (its own cluster)
+bench-scale: install postgres
+	$(PY) -m benchmarks.scale

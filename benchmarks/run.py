@@ -46,7 +46,6 @@ import math
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -77,6 +76,7 @@ from deployments.local import (
     StartError,
     api_url,
     environment,
+    free_port,
     responds,
     start_api,
     start_prefect_server,
@@ -126,13 +126,6 @@ def wait(check: Callable[[], bool], timeout: float, interval: float = 0.05) -> b
             return False
         time.sleep(interval)
     return True
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _children() -> dict[int, list[int]]:
@@ -833,6 +826,11 @@ def table(rows: Sequence[Figure]) -> str:
         )
         for row in rows
     ]
+    return render(head, cells)
+
+
+def render(head: Sequence[str], cells: Sequence[Sequence[str]]) -> str:
+    """A plain-text table: the head, a rule, then a line per row."""
     widths = [max(len(line[i]) for line in [head, *cells]) for i in range(len(head))]
     lines = [
         " | ".join(text.ljust(width) for text, width in zip(line, widths, strict=True))
@@ -924,10 +922,18 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def start(
-    args: argparse.Namespace, tmp: Path, service_log: IO[bytes], cleanup: contextlib.ExitStack
-) -> tuple[Harness, dict[str, str]]:
-    """S3, the engine, then the service's processes; each is stopped by `cleanup`."""
+@dataclass
+class Surroundings:
+    """What the service talks to: the stand-in engine and S3 with the two inputs."""
+
+    engine: Engine
+    s3_endpoint: str
+    image_key: str
+    rotation_key: str
+
+
+def surroundings(cleanup: contextlib.ExitStack) -> Surroundings:
+    """The stand-in engine and moto's S3 server with the inputs; stopped by `cleanup`."""
     engine = Engine()
     cleanup.callback(engine.close)
     # moto's server logs a line per request through werkzeug's logger; that would bury the
@@ -945,9 +951,13 @@ def start(
     image_key, rotation_key = f"{uuid.uuid4()}.png", f"{uuid.uuid4()}.txt"
     s3.put_object(Bucket=BUCKET, Key=image_key, Body=input_png())
     s3.put_object(Bucket=BUCKET, Key=rotation_key, Body=b"90")
+    return Surroundings(engine, s3_endpoint, image_key, rotation_key)
 
+
+def service_environment(tmp: Path, max_tasks: int) -> dict[str, str]:
+    """`.env`'s settings but for ports, paths, a fresh sealing key, MAX_TASKS and logs."""
     service_port = free_port()
-    env = environment(
+    return environment(
         {
             "PREFECT_HOME": str(tmp / "prefect"),
             "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api",
@@ -959,12 +969,31 @@ def start(
             "SERVICE_HOST": "127.0.0.1",
             "SERVICE_PORT": str(service_port),
             "SERVICE_URL": f"http://127.0.0.1:{service_port}",
-            "MAX_TASKS": str(args.max_tasks or args.tasks),
+            "MAX_TASKS": str(max_tasks),
             "ENGINE_URLS": "[]",
             "LOG_LEVEL": "info",
             "ENVIRONMENT": "test",
         }
     )
+
+
+# Settings that bear on the figures, reported with them.
+REPORTED_SETTINGS = (
+    "MAX_TASKS",
+    "WORKER_LIMIT",
+    "WORKER_POLL_INTERVAL",
+    "PROCESS_POOL_SIZE",
+    "LOG_LEVEL",
+    "ENVIRONMENT",
+)
+
+
+def start(
+    args: argparse.Namespace, tmp: Path, service_log: IO[bytes], cleanup: contextlib.ExitStack
+) -> tuple[Harness, dict[str, str]]:
+    """S3, the engine, then the service's processes; each is stopped by `cleanup`."""
+    around = surroundings(cleanup)
+    env = service_environment(tmp, args.max_tasks or args.tasks)
     floor_port = free_port()
     floor = Stack(env, log=service_log)
     cleanup.callback(floor.stop)
@@ -984,28 +1013,17 @@ def start(
     )
     names = {"prefect server": "prefect_server", "worker": "worker", "api": "api"}
     harness = Harness(
-        engine=engine,
-        s3_endpoint=s3_endpoint,
+        engine=around.engine,
+        s3_endpoint=around.s3_endpoint,
         api=api_url(env),
         floor=floor_url,
         prefect_api=env["PREFECT_API_URL"].rstrip("/"),
         roots={names[p.name]: p.popen.pid for p in stack.processes},
-        image_key=image_key,
-        rotation_key=rotation_key,
+        image_key=around.image_key,
+        rotation_key=around.rotation_key,
         task_timeout=args.timeout,
     )
-    settings = {
-        name: env.get(name, "")
-        for name in (
-            "MAX_TASKS",
-            "WORKER_LIMIT",
-            "WORKER_POLL_INTERVAL",
-            "PROCESS_POOL_SIZE",
-            "LOG_LEVEL",
-            "ENVIRONMENT",
-        )
-    }
-    return harness, settings
+    return harness, {name: env.get(name, "") for name in REPORTED_SETTINGS}
 
 
 def measure(args: argparse.Namespace, h: Harness) -> list[Repetition]:

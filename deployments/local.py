@@ -2,14 +2,16 @@
 
 Starts a Prefect server on SQLite (unless one already answers at PREFECT_API_URL), a
 worker and the API, each as its own process, prints where to look, and stops them all
-on Ctrl-C or SIGTERM, or when any of them dies. The test suite starts its stack with the
-same functions.
+on Ctrl-C or SIGTERM, or when any of them dies. The test suite, the benchmarks and the
+distributed mode (`deployments.scaled`) start their processes with the same functions.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -41,6 +43,14 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: f
         time.sleep(interval)
 
 
+def free_port() -> int:
+    """A port nothing listens on at 127.0.0.1 right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 def answers(url: str, timeout: float = 2.0) -> bool:
     """True when `url` answers 2xx."""
     try:
@@ -65,6 +75,8 @@ def responds(url: str, timeout: float = 2.0) -> bool:
 class Process:
     name: str
     popen: subprocess.Popen[bytes]
+    # What asks it to stop: PostgreSQL takes SIGINT as its fast shutdown.
+    stop_signal: signal.Signals = signal.SIGTERM
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -73,7 +85,7 @@ class Process:
         """SIGTERM, then SIGKILL if it has not exited after `timeout` seconds."""
         if not self.alive():
             return
-        self.popen.send_signal(signal.SIGTERM)
+        self.popen.send_signal(self.stop_signal)
         try:
             self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -93,13 +105,34 @@ class Stack:
     log: IO[bytes] | None = None
     processes: list[Process] = field(default_factory=list)
 
+    def variant(self, **overrides: str) -> Stack:
+        """This stack with some settings changed for the processes started through it
+        (a second API on another port, say); they are stopped with this stack."""
+        return Stack({**self.env, **overrides}, self.log, self.processes)
+
     def start(
-        self, name: str, args: list[str], ready: Callable[[], bool], timeout: float
+        self,
+        name: str,
+        args: list[str],
+        ready: Callable[[], bool],
+        timeout: float,
+        *,
+        user: str | None = None,
+        stop_signal: signal.Signals = signal.SIGTERM,
     ) -> Process:
+        """Start `args` (as `user` and only that user's group, when given) and wait until
+        `ready()` is true."""
         popen = subprocess.Popen(
-            args, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT
+            args,
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            user=user,
+            group=None if user is None else pwd.getpwnam(user).pw_gid,
+            extra_groups=None if user is None else [],
         )
-        process = Process(name, popen)
+        process = Process(name, popen, stop_signal)
         self.processes.append(process)
 
         def up() -> bool:
@@ -129,7 +162,8 @@ def environment(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def start_prefect_server(stack: Stack, timeout: float = 90.0) -> Process | None:
-    """A Prefect server on SQLite at PREFECT_API_URL's host and port; None if one answers."""
+    """A Prefect server at PREFECT_API_URL's host and port, on SQLite unless
+    PREFECT_API_DATABASE_CONNECTION_URL names another database; None if one answers."""
     api_url = stack.env["PREFECT_API_URL"].rstrip("/")
     health = f"{api_url}/health"
     if answers(health):
@@ -177,10 +211,9 @@ def start_api(stack: Stack, timeout: float = 60.0) -> Process:
     return stack.start("api", [sys.executable, "-m", "api"], lambda: responds(status), timeout)
 
 
-def main() -> int:
-    env = environment()
-    slug = load_service(env.get("SERVICE_MODULE", "services.image_rotate")).description.slug
-    stack = Stack(env)
+def supervise(stack: Stack, start: Callable[[], str]) -> int:
+    """Run `start` (which starts the processes and says where to look), print what it
+    said, then wait for Ctrl-C or SIGTERM, or for a process to die; stop them all."""
     stopping = False
 
     def request_stop(signum: int, frame: object) -> None:
@@ -190,16 +223,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     try:
-        start_prefect_server(stack)
-        s3 = start_local_s3(stack)
-        start_worker(stack, slug)
-        start_api(stack)
-        ui = env["PREFECT_API_URL"].rstrip("/").removesuffix("/api")
-        local_s3 = f"  Local S3   {s3} (development only, any credentials)\n" if s3 else ""
-        print(
-            f"\n  API docs   {api_url(env)}/docs\n  Prefect UI {ui}\n{local_s3}"
-            "  Ctrl-C stops everything.\n"
-        )
+        print(f"\n{start()}  Ctrl-C stops everything.\n")
         sys.stdout.flush()
         while not stopping:
             dead = [p for p in stack.processes if not p.alive()]
@@ -213,6 +237,26 @@ def main() -> int:
         return 1
     finally:
         stack.stop()
+
+
+def prefect_ui(env: Mapping[str, str]) -> str:
+    return env["PREFECT_API_URL"].rstrip("/").removesuffix("/api")
+
+
+def main() -> int:
+    env = environment()
+    slug = load_service(env.get("SERVICE_MODULE", "services.image_rotate")).description.slug
+    stack = Stack(env)
+
+    def start() -> str:
+        start_prefect_server(stack)
+        s3 = start_local_s3(stack)
+        start_worker(stack, slug)
+        start_api(stack)
+        local_s3 = f"  Local S3   {s3} (development only, any credentials)\n" if s3 else ""
+        return f"  API docs   {api_url(env)}/docs\n  Prefect UI {prefect_ui(env)}\n{local_s3}"
+
+    return supervise(stack, start)
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ SLUG = "image-rotate"
 T = TypeVar("T")
 
 
-def wait_for(check: Callable[[], T | None], timeout: float, what: str) -> T:
+def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05) -> T:
     """Poll until `check` returns something truthy; fail naming `what` after `timeout` s."""
     deadline = time.monotonic() + timeout
     while True:
@@ -60,7 +60,7 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str) -> T:
             return value
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(interval)
 
 
 @dataclass
@@ -142,6 +142,12 @@ class Engine:
         """Answer the n-th callback with statuses[n] (the last one after that)."""
         self.server.expect_request(f"/tasks/{task_id}", method="PATCH").respond_with_handler(
             self._recorder(task_id, lambda n: statuses[min(n, len(statuses) - 1)])
+        )
+
+    def answer_by(self, task_id: str, status: Callable[[], int]) -> None:
+        """Answer each callback with what `status()` says when it arrives."""
+        self.server.expect_request(f"/tasks/{task_id}", method="PATCH").respond_with_handler(
+            self._recorder(task_id, lambda _: status())
         )
 
     def _recorder(self, task_id: str, status_for: Callable[[int], int]) -> Any:

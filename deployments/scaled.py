@@ -1,0 +1,150 @@
+"""`make run-scaled`: the distributed mode, on one machine.
+
+    .venv/bin/python -m deployments.scaled [--apis 2] [--workers 2]
+
+What Compose and Kubernetes run (see the README's "Scaling out"), as processes: a
+throwaway PostgreSQL, a Prefect server on it, several APIs and several workers, all
+sharing the work through Prefect. The same code and settings as `make run`
+(`deployments.local`); what differs is the database, each API's port (SERVICE_PORT,
+then the next ones) and intake journal, and each worker's name. Ctrl-C stops everything
+and the database is thrown away. The distributed test and `make bench-scale` start their
+clusters with `start_cluster`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deployments.local import (
+    Process,
+    Stack,
+    StartError,
+    api_url,
+    deployment_registered,
+    environment,
+    prefect_ui,
+    start_api,
+    start_prefect_server,
+    supervise,
+)
+from deployments.postgres import start_postgres
+from services.base import load_service
+
+# Seconds the Prefect server may take to start: on a new database it first creates its
+# tables, which takes a while on a busy machine.
+SERVER_START = 180.0
+
+
+@dataclass
+class Cluster:
+    """A running distributed stack; every process is stopped with `stack`."""
+
+    stack: Stack
+    folder: Path
+    slug: str
+    database_url: str
+    prefect_api: str
+    apis: list[str] = field(default_factory=list)
+    # The workers by WORKER_NAME, in order of start.
+    workers: dict[str, Process] = field(default_factory=dict)
+
+    def add_api(self, port: int, timeout: float = 60.0) -> str:
+        """Another API, on `port`, with its own intake journal; its URL."""
+        api = self.stack.variant(
+            SERVICE_PORT=str(port), INTAKE_PATH=str(self.folder / f"intake-{port}.db")
+        )
+        start_api(api, timeout)
+        self.apis.append(api_url(api.env))
+        return self.apis[-1]
+
+    def add_worker(self, name: str, timeout: float = 60.0) -> Process:
+        """Another worker, named `name`; ready once it heartbeats to its work pool."""
+        worker = self.stack.variant(WORKER_NAME=name)
+        pool = worker.env.get("WORK_POOL") or self.slug
+        registered = deployment_registered(worker.env, self.slug)
+        listed = worker_listed(worker.env, pool, name)
+        args = [sys.executable, "-m", "flows"]
+        process = worker.start(f"worker {name}", args, lambda: registered() and listed(), timeout)
+        self.workers[name] = process
+        return process
+
+
+def worker_listed(env: Mapping[str, str], pool: str, name: str) -> Callable[[], bool]:
+    """A check: has the worker `name` heartbeated to `pool` (as the Prefect UI lists it)?"""
+    url = f"{env['PREFECT_API_URL'].rstrip('/')}/work_pools/{pool}/workers/filter"
+
+    def listed() -> bool:
+        request = urllib.request.Request(
+            url, data=b"{}", headers={"Content-Type": "application/json"}, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return any(worker.get("name") == name for worker in json.load(response))
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+
+    return listed
+
+
+def start_cluster(
+    stack: Stack, folder: Path, *, api_ports: Sequence[int], workers: Sequence[str]
+) -> Cluster:
+    """PostgreSQL (its files in `folder`/postgres), a Prefect server on it at
+    PREFECT_API_URL, then the named workers and an API on each port."""
+    slug = load_service(stack.env.get("SERVICE_MODULE", "services.image_rotate")).description.slug
+    _, database_url = start_postgres(stack, folder / "postgres")
+    server = stack.variant(PREFECT_API_DATABASE_CONNECTION_URL=database_url)
+    if start_prefect_server(server, SERVER_START) is None:
+        raise StartError(
+            f"a Prefect server already answers at {stack.env['PREFECT_API_URL']}: "
+            "the distributed mode starts its own, on PostgreSQL"
+        )
+    cluster = Cluster(stack, folder, slug, database_url, stack.env["PREFECT_API_URL"])
+    for name in workers:
+        cluster.add_worker(name)
+    for port in api_ports:
+        cluster.add_api(port)
+    return cluster
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deployments.scaled", description=__doc__)
+    parser.add_argument("--apis", type=int, default=2, help="API processes (default 2)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    args = parser.parse_args(argv)
+    if args.apis < 1 or args.workers < 1:
+        parser.error("--apis and --workers must be at least 1")
+    env = environment()
+    stack = Stack(env)
+    host = socket.gethostname()
+    with tempfile.TemporaryDirectory(prefix="prefect-scaled-") as folder:
+
+        def start() -> str:
+            first = int(env.get("SERVICE_PORT", "9090"))
+            cluster = start_cluster(
+                stack,
+                Path(folder),
+                api_ports=[first + n for n in range(args.apis)],
+                workers=[f"{host}-worker-{n}" for n in range(1, args.workers + 1)],
+            )
+            docs = "".join(f"  API docs   {url}/docs\n" for url in cluster.apis)
+            return (
+                f"{docs}  Prefect UI {prefect_ui(env)}\n"
+                f"  Database   {cluster.database_url}\n"
+                f"  Workers    {', '.join(cluster.workers)}\n"
+            )
+
+        return supervise(stack, start)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

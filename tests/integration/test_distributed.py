@@ -1,0 +1,156 @@
+"""The distributed mode: PostgreSQL, a Prefect server on it, two APIs and two workers.
+
+The cluster is its own (its own Prefect server, database, ports and journals), started by
+the code of `make run-scaled`; only S3 and the stand-in engine are the suite's. Select it
+alone with `pytest -m distributed`.
+"""
+
+from __future__ import annotations
+
+import signal
+import tempfile
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from deployments.local import Stack, environment, free_port
+from deployments.scaled import Cluster, start_cluster
+from flows.reaper import owner_mark
+from tests.conftest import WORKDIR
+from tests.integration.conftest import Client, Engine, RunningStack, image_bytes, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.distributed]
+
+TASKS = 100
+WORKERS = ("dist-worker-1", "dist-worker-2")
+# Seconds for each thing the cluster does below, on a busy two-core machine; and between
+# two looks at Prefect's flow runs (each reads them all).
+DEADLINE = 300
+POLL = 0.5
+TERMINAL = ("finished", "error")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    folder = Path(tempfile.mkdtemp(prefix="distributed-", dir=WORKDIR))
+    env = environment(
+        {
+            "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api",
+            "PREFECT_HOME": str(folder / "prefect"),
+            "MAX_TASKS": str(TASKS),
+            # A worker silent for 3 heartbeats (9 s) is taken for dead by the other one.
+            "WORKER_HEARTBEAT_SECONDS": "3",
+            # Callbacks refused while the engine is down are retried for a minute or more.
+            "RETRY_BASE_DELAY": "0.5",
+            "CALLBACK_RETRIES": "8",
+        }
+    )
+    with (WORKDIR / "distributed.log").open("ab") as log:
+        stack = Stack(env, log=log)
+        try:
+            yield start_cluster(
+                stack, folder, api_ports=[free_port(), free_port()], workers=WORKERS
+            )
+        finally:
+            stack.stop()
+
+
+def flow_runs(cluster: Cluster) -> list[dict[str, Any]]:
+    """Every flow run of the cluster's Prefect server (all are this module's)."""
+    response = httpx.post(
+        f"{cluster.prefect_api}/flow_runs/filter", json={"limit": 2 * TASKS}, timeout=30
+    )
+    response.raise_for_status()
+    runs: list[dict[str, Any]] = response.json()
+    return runs
+
+
+def held_by(runs: list[dict[str, Any]], worker: str, states: set[str]) -> list[dict[str, Any]]:
+    return [
+        run
+        for run in runs
+        if run["infrastructure_pid"] == owner_mark(worker) and run["state_type"] in states
+    ]
+
+
+def test_two_apis_and_two_workers_share_100_tasks_and_a_killed_worker_loses_none(
+    cluster: Cluster, engine: Engine, s3_endpoint: str
+) -> None:
+    """100 tasks sent across both APIs run on both workers; one worker is killed while it
+    holds runs (the engine refusing callbacks meanwhile, so none of them had delivered its
+    result), the other runs them again, and every task ends with one `finished` callback."""
+    log_path = WORKDIR / "distributed.log"
+    client = Client(
+        RunningStack(cluster.stack, cluster.apis[0], cluster.prefect_api, log_path),
+        engine,
+        s3_endpoint,
+    )
+    keys = [client.put(image_bytes("PNG"), ".png"), client.put(b"90", ".txt")]
+    engine_down = threading.Event()
+    bodies = [client.body(keys) for _ in range(TASKS)]
+    task_ids = [body["task"]["id"] for body in bodies]
+    for task_id in task_ids:
+        engine.answer_by(task_id, lambda: 503 if engine_down.is_set() else 200)
+    api_of = {task_id: cluster.apis[n % 2] for n, task_id in enumerate(task_ids)}
+
+    def submit(body: dict[str, Any]) -> int:
+        api = api_of[body["task"]["id"]]
+        return httpx.post(f"{api}/compute", json=body, timeout=10).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(submit, bodies)) == [200] * TASKS
+
+    victim, survivor = WORKERS
+
+    def both_working() -> list[dict[str, Any]] | None:
+        """Every run, once both workers have completed some and the victim holds some."""
+        runs = flow_runs(cluster)
+        done_by_both = all(held_by(runs, name, {"COMPLETED"}) for name in WORKERS)
+        return runs if done_by_both and held_by(runs, victim, {"PENDING", "RUNNING"}) else None
+
+    before_kill = wait_for(both_working, DEADLINE, "both workers to complete runs", POLL)
+    completed_by = {name: len(held_by(before_kill, name, {"COMPLETED"})) for name in WORKERS}
+
+    engine_down.set()
+    wait_for(lambda: held_by(flow_runs(cluster), victim, {"RUNNING"}), DEADLINE, "a run", POLL)
+    cluster.workers[victim].popen.send_signal(signal.SIGKILL)
+    cluster.workers[victim].popen.wait(30)
+    held = held_by(flow_runs(cluster), victim, {"PENDING", "RUNNING"})
+    orphans = {run["id"] for run in held}
+    started = {run["id"] for run in held if run["state_type"] == "RUNNING"}
+    assert started, "the killed worker was running no run"
+    wait_for(
+        lambda: not held_by(flow_runs(cluster), victim, {"PENDING", "RUNNING"}),
+        DEADLINE,
+        "the survivor to reschedule the killed worker's runs",
+        POLL,
+    )
+    engine_down.clear()
+
+    for task_id in task_ids:
+        engine.final(task_id, timeout=DEADLINE)
+    wait_for(
+        lambda: all(run["state_type"] == "COMPLETED" for run in flow_runs(cluster)),
+        DEADLINE,
+        "every flow run to end completed",
+        POLL,
+    )
+    runs = {run["name"]: run for run in flow_runs(cluster)}
+    assert sorted(runs) == sorted(task_ids)
+    for task_id in task_ids:
+        ends = [u["status"] for u in engine.delivered[task_id] if u["status"] in TERMINAL]
+        assert ends == ["finished"], (task_id, engine.updates[task_id])
+    assert all(completed_by.values()), completed_by
+    rerun = [run for run in runs.values() if run["id"] in orphans]
+    assert {run["infrastructure_pid"] for run in rerun} == {owner_mark(survivor)}
+    assert all(run["run_count"] >= 2 for run in rerun if run["id"] in started), rerun
+    # A task's status is Prefect's, whichever API is asked.
+    for task_id in task_ids[:4]:
+        for api in cluster.apis:
+            status = httpx.get(f"{api}/tasks/{task_id}/status", timeout=10).json()
+            assert status == {"status": "finished"}, (api, task_id, status)
