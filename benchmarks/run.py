@@ -969,6 +969,8 @@ def service_environment(tmp: Path, max_tasks: int) -> dict[str, str]:
             "SERVICE_HOST": "127.0.0.1",
             "SERVICE_PORT": str(service_port),
             "SERVICE_URL": f"http://127.0.0.1:{service_port}",
+            # The worker counts its metrics as in production, on a port of its own.
+            "WORKER_METRICS_PORT": str(free_port()),
             "MAX_TASKS": str(max_tasks),
             "ENGINE_URLS": "[]",
             "LOG_LEVEL": "info",

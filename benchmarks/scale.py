@@ -120,7 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         host = socket.gethostname()
         for count in args.workers:
             while len(cluster.workers) < count:
-                cluster.add_worker(f"{host}-bench-{len(cluster.workers) + 1}")
+                name = f"{host}-bench-{len(cluster.workers) + 1}"
+                cluster.add_worker(name, metrics_port=free_port())
             h.roots = {p.name.replace(" ", "_"): p.popen.pid for p in stack.processes}
             log(f"{count} worker(s): warming up ...")
             h.settle()

@@ -66,9 +66,15 @@ class Cluster:
         self.apis.append(api_url(api.env))
         return self.apis[-1]
 
-    def add_worker(self, name: str, timeout: float = 60.0) -> Process:
-        """Another worker, named `name`; ready once it heartbeats to its work pool."""
-        worker = self.stack.variant(WORKER_NAME=name)
+    def add_worker(
+        self, name: str, timeout: float = 60.0, metrics_port: int | None = None
+    ) -> Process:
+        """Another worker, named `name` (serving its metrics on `metrics_port`, if given);
+        ready once it heartbeats to its work pool."""
+        overrides = {"WORKER_NAME": name}
+        if metrics_port is not None:
+            overrides["WORKER_METRICS_PORT"] = str(metrics_port)
+        worker = self.stack.variant(**overrides)
         pool = worker.env.get("WORK_POOL") or self.slug
         registered = deployment_registered(worker.env, self.slug)
         listed = worker_listed(worker.env, pool, name)
@@ -96,10 +102,16 @@ def worker_listed(env: Mapping[str, str], pool: str, name: str) -> Callable[[], 
 
 
 def start_cluster(
-    stack: Stack, folder: Path, *, api_ports: Sequence[int], workers: Sequence[str]
+    stack: Stack,
+    folder: Path,
+    *,
+    api_ports: Sequence[int],
+    workers: Sequence[str],
+    worker_metrics_ports: Sequence[int] = (),
 ) -> Cluster:
     """PostgreSQL (its files in `folder`/postgres), a Prefect server on it at
-    PREFECT_API_URL, then the named workers and an API on each port."""
+    PREFECT_API_URL, then the named workers (the n-th serving its metrics on the n-th of
+    `worker_metrics_ports`, when given) and an API on each port."""
     slug = load_service(stack.env.get("SERVICE_MODULE", "services.image_rotate")).description.slug
     _, database_url = start_postgres(stack, folder / "postgres")
     server = stack.variant(PREFECT_API_DATABASE_CONNECTION_URL=database_url)
@@ -109,11 +121,25 @@ def start_cluster(
             "the distributed mode starts its own, on PostgreSQL"
         )
     cluster = Cluster(stack, folder, slug, database_url, stack.env["PREFECT_API_URL"])
-    for name in workers:
-        cluster.add_worker(name)
+    for n, name in enumerate(workers):
+        cluster.add_worker(
+            name, metrics_port=worker_metrics_ports[n] if worker_metrics_ports else None
+        )
     for port in api_ports:
         cluster.add_api(port)
     return cluster
+
+
+def worker_metrics_ports(
+    env: Mapping[str, str], api_ports: Sequence[int], workers: int
+) -> list[int]:
+    """A metrics port for each worker: two processes cannot serve on one. From
+    WORKER_METRICS_PORT on, but after the APIs' ports; none when it is 0 (metrics off)."""
+    metrics = int(env.get("WORKER_METRICS_PORT", "0"))
+    if not metrics:
+        return []
+    start_at = max(metrics, max(api_ports, default=0) + 1)
+    return [start_at + n for n in range(workers)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -130,17 +156,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         def start() -> str:
             first = int(env.get("SERVICE_PORT", "9090"))
+            api_ports = [first + n for n in range(args.apis)]
+            metrics_ports = worker_metrics_ports(env, api_ports, args.workers)
             cluster = start_cluster(
                 stack,
                 Path(folder),
-                api_ports=[first + n for n in range(args.apis)],
+                api_ports=api_ports,
                 workers=[f"{host}-worker-{n}" for n in range(1, args.workers + 1)],
+                worker_metrics_ports=metrics_ports,
             )
+            host_of = env.get("WORKER_METRICS_HOST", "127.0.0.1")
             docs = "".join(f"  API docs   {url}/docs\n" for url in cluster.apis)
+            scraped = "".join(f"  Metrics    {url}/metrics\n" for url in cluster.apis) + "".join(
+                f"  Metrics    http://{host_of}:{port}/metrics\n" for port in metrics_ports
+            )
             return (
                 f"{docs}  Prefect UI {prefect_ui(env)}\n"
                 f"  Database   {cluster.database_url}\n"
-                f"  Workers    {', '.join(cluster.workers)}\n"
+                f"  Workers    {', '.join(cluster.workers)}\n{scraped}"
             )
 
         return supervise(stack, start)
