@@ -7,6 +7,7 @@ alone with `pytest -m distributed`.
 
 from __future__ import annotations
 
+import json
 import signal
 import tempfile
 import threading
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from benchmarks import scale
 from deployments.local import Stack, environment, free_port
 from deployments.scaled import Cluster, start_cluster
 from flows.reaper import owner_mark
@@ -154,3 +156,16 @@ def test_two_apis_and_two_workers_share_100_tasks_and_a_killed_worker_loses_none
         for api in cluster.apis:
             status = httpx.get(f"{api}/tasks/{task_id}/status", timeout=10).json()
             assert status == {"status": "finished"}, (api, task_id, status)
+
+
+def test_scale_benchmark_measures_each_worker_count(tmp_path: Path) -> None:
+    """A small `make bench-scale` starts its cluster, adds workers and reports every count,
+    all tasks done."""
+    assert (
+        scale.main(["--workers", "1", "2", "--tasks", "3", "--repeat", "1", "--out", str(tmp_path)])
+        == 0
+    )
+
+    report = json.loads((tmp_path / "scale.json").read_text())
+    assert [row["workers"] for row in report["rows"]] == [1, 2]
+    assert all(row["missing"] == 0 and row["tasks_per_s"] > 0 for row in report["rows"])
