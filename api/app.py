@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
 
 from api.forwarder import Forwarder
 from api.guards import BodyLimit, host_allowed
@@ -201,14 +202,22 @@ def create_app(settings: ApiSettings, service: Service) -> FastAPI:
         metrics.accepted.inc()
         return StatusAnswer(status="Task added to the queue")
 
-    @app.get("/tasks/{task_id}/status")
-    async def get_task_status(task_id: UUID, request: Request, prefect: Prefect) -> StatusAnswer:
+    async def flow_run_of(task_id: UUID, request: Request, prefect: Orchestrator) -> FlowRun | None:
+        """The task's flow run; None while the task waits in the journal; 404 when this
+        service never accepted it."""
         intake: Intake = request.app.state.intake
         if await asyncio.to_thread(intake.contains, task_id):
-            return StatusAnswer(status=TaskStatus.PENDING.value)
+            return None
         flow_run = await prefect.find(task_id)
         if flow_run is None:
             raise HTTPException(status_code=404, detail=f"Task {task_id} not found")
+        return flow_run
+
+    @app.get("/tasks/{task_id}/status")
+    async def get_task_status(task_id: UUID, request: Request, prefect: Prefect) -> StatusAnswer:
+        flow_run = await flow_run_of(task_id, request, prefect)
+        if flow_run is None:
+            return StatusAnswer(status=TaskStatus.PENDING.value)
         state = flow_run.state_type
         stage = None
         if needs_stage(state):
@@ -222,12 +231,9 @@ def create_app(settings: ApiSettings, service: Service) -> FastAPI:
     async def get_task(task_id: UUID, request: Request, prefect: Prefect) -> TaskDetail:
         """The task's status, stage times and attempts, outputs, error message and the
         page of its flow run in the Prefect UI."""
-        intake: Intake = request.app.state.intake
-        if await asyncio.to_thread(intake.contains, task_id):
-            return task_detail(task_id, None, [], None)
-        flow_run = await prefect.find(task_id)
+        flow_run = await flow_run_of(task_id, request, prefect)
         if flow_run is None:
-            raise HTTPException(status_code=404, detail=f"Task {task_id} not found")
+            return task_detail(task_id, None, [], None)
         lines = await prefect.latest_log_lines(flow_run.id, LOG_LINES_FOR_DETAIL)
         return task_detail(task_id, flow_run, lines[::-1], prefect.ui_page(flow_run.id))
 
