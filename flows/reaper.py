@@ -1,6 +1,6 @@
 """Finding flow runs whose worker died, and giving them to a live worker.
 
-A worker records its name on each run it claims (`infrastructure_pid`) and heartbeats
+A worker records its name on each run it starts (`infrastructure_pid`) and heartbeats
 to its work pool. A run that is Pending or Running while its worker has not heartbeated
 for `stale_after` seconds lost its worker (killed, out of memory, machine gone): it is
 scheduled again (AwaitingRetry), so any worker of the pool runs it anew. After
@@ -39,14 +39,17 @@ def owner_mark(worker_name: str) -> str:
 
 
 def orphaned(run: FlowRun, live_workers: set[str], at: datetime, stale_after: float) -> bool:
-    """True when the run's worker is gone; a run claimed by no one known waits `stale_after`."""
+    """True when the run's worker is gone. A run claimed moments ago, or claimed by no
+    one known, waits `stale_after`: its claimer writes its name on it only as it starts
+    the run, and until then the run still names its previous holder, or none."""
     holder = run.infrastructure_pid
-    if holder:
-        if not holder.startswith(OWNER_PREFIX):
-            return False  # held by some other kind of worker, which looks after it
-        return holder.removeprefix(OWNER_PREFIX) not in live_workers
+    if holder and not holder.startswith(OWNER_PREFIX):
+        return False  # held by some other kind of worker, which looks after it
     since = run.state.timestamp if run.state else None
-    return since is None or at - since > timedelta(seconds=stale_after)
+    fresh_claim = since is not None and at - since <= timedelta(seconds=stale_after)
+    if holder and not (fresh_claim and run.state is not None and run.state.is_pending()):
+        return holder.removeprefix(OWNER_PREFIX) not in live_workers
+    return not fresh_claim
 
 
 async def sweep(

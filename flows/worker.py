@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import timedelta
 from uuid import UUID
 
@@ -34,6 +35,7 @@ from prefect.utilities.engine import propose_state
 
 from core.logs import bound
 from flows.compute import cancellation_requested, compute, handed_back
+from flows.engine import ClaimedRuns, record_owners
 from flows.reaper import owner_mark, sweep
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,10 @@ log = logging.getLogger(__name__)
 _ANNOUNCED_STATES = ("Scheduled", "AwaitingRetry", "Cancelling")
 # A worker silent for this many heartbeats is taken for dead (flows.reaper).
 STALE_HEARTBEATS = 3
+# Runs listed lately whose announcement, arriving after the listing, wakes no poll.
+LISTED_IDS_KEPT = 1000
+# Seconds between two listings of the runs due, at least.
+MIN_LISTING_GAP = 0.1
 
 
 class Worker:
@@ -67,6 +73,26 @@ class Worker:
         self._running: dict[UUID, asyncio.Task[None]] = {}
         # Set when a slot frees or Prefect announces a run to claim: poll now, not at the tick.
         self.woken = asyncio.Event()
+        # When runs in flight were last checked for a cancellation request; a check is due
+        # every poll interval, or at once when Prefect announces one.
+        self._cancellations_checked = 0.0
+        self._cancellation_announced = False
+        # Runs Prefect listed as due and not yet claimed here, oldest first, and when
+        # they were listed: a list older than a poll interval is asked for again.
+        self._due: list[FlowRun] = []
+        self._due_listed = 0.0
+        # The ids of the runs listed lately (the last LISTED_IDS_KEPT), as strings.
+        self._listed: dict[str, None] = {}
+        # The flow engine's update of each run it starts writes this worker's name on it.
+        record_owners(client, self._owner_of)
+        # ... and reads it from the claim's answer rather than from the server.
+        self._claimed = ClaimedRuns(client)
+
+    def _listed_before(self, resource_id: str) -> bool:
+        return resource_id.removeprefix("prefect.flow-run.") in self._listed
+
+    def _owner_of(self, flow_run_id: UUID) -> str | None:
+        return owner_mark(self._name) if flow_run_id in self._running else None
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Claim and execute runs until `stop` is set, then wait for those in flight."""
@@ -96,7 +122,8 @@ class Worker:
 
     async def _poll(self) -> None:
         try:
-            await self._cancel_requested()
+            if self._cancellation_check_due():
+                await self._cancel_requested()
             await self._claim_and_start()
         except Exception:
             log.exception("polling Prefect failed; trying again")
@@ -133,12 +160,27 @@ class Worker:
         free = self._limit - len(self._running)
         if free <= 0:
             return
-        for flow_run in await self._scheduled(free):
-            if flow_run.deployment_id != self._deployment_id or flow_run.id in self._running:
+        if len(self._due) < free or time.monotonic() - self._due_listed > self._poll_interval:
+            # Prefect announces the runs of a bulk creation while it is still writing
+            # them: a poll per announcement would find nothing, a hundred times over.
+            await asyncio.sleep(self._due_listed + MIN_LISTING_GAP - time.monotonic())
+            # Twice the free slots: under a backlog the slots that free one by one later
+            # take their runs from this list, not from a query of the server each.
+            listed = await self._scheduled(free + self._limit)
+            self._due = [run for run in listed if run.deployment_id == self._deployment_id]
+            self._due_listed = time.monotonic()
+            self._listed.update((str(run.id), None) for run in listed)
+            for stale in list(self._listed)[: max(0, len(self._listed) - LISTED_IDS_KEPT)]:
+                del self._listed[stale]
+        while free > 0 and self._due:
+            flow_run = self._due.pop(0)
+            if flow_run.id in self._running:
                 continue
             # Its slot is taken now; the claim and the run follow in their own task, so
             # the runs of one poll are claimed at once rather than one round trip each.
+            # A run another worker claimed meanwhile is refused to this one (`_claim`).
             self._running[flow_run.id] = asyncio.create_task(self._claim_and_execute(flow_run))
+            free -= 1
 
     async def _scheduled(self, limit: int) -> list[FlowRun]:
         """Up to `limit` runs of the pool due now, oldest first, by the call Prefect's own
@@ -171,6 +213,18 @@ class Worker:
             return
         await self._execute(flow_run)
 
+    def _cancellation_check_due(self) -> bool:
+        """A check per poll would cost the server a query per finished run under a burst
+        (each frees a slot and wakes the poll), for requests that come once in a while."""
+        at = time.monotonic()
+        if not self._cancellation_announced and at - self._cancellations_checked < (
+            self._poll_interval
+        ):
+            return False
+        self._cancellation_announced = False
+        self._cancellations_checked = at
+        return True
+
     async def _cancel_requested(self) -> None:
         """Stop the runs that someone cancelled (in the UI or with the CLI) while running.
 
@@ -200,8 +254,9 @@ class Worker:
             return False
         if not state.is_pending():
             return False
-        # Who holds the run: the reaper of any worker reschedules it if this one dies.
-        await self._client.update_flow_run(flow_run.id, infrastructure_pid=owner_mark(self._name))
+        # Who holds the run goes on it with the engine's first update (flows.engine), and
+        # then the reaper of any worker reschedules it if this one dies.
+        self._claimed.add(flow_run, state)
         return True
 
     async def _execute(self, flow_run: FlowRun) -> None:
@@ -211,7 +266,7 @@ class Worker:
 
     async def _run(self, flow_run: FlowRun) -> None:
         try:
-            # The engine reads the run afresh itself before it proposes Running.
+            # The engine reads the run (the claim's answer: flows.engine), then proposes Running.
             await run_flow_async(
                 compute, flow_run=flow_run, parameters=flow_run.parameters, return_type="state"
             )
@@ -222,6 +277,7 @@ class Worker:
             log.exception("flow run %s ended abnormally", flow_run.id)
         finally:
             self._running.pop(flow_run.id, None)
+            self._claimed.forget(flow_run.id)
             self.woken.set()
         if flow_run.id in handed_back:
             handed_back.discard(flow_run.id)
@@ -249,7 +305,15 @@ class Worker:
                 async with get_events_subscriber(
                     filter=announced, reconnection_attempts=0
                 ) as subscriber:
-                    async for _event in subscriber:
+                    async for event in subscriber:
+                        if event.event.endswith(".Cancelling"):
+                            self._cancellation_announced = True
+                        elif event.event.endswith(".Scheduled") and self._listed_before(
+                            event.resource.id
+                        ):
+                            # Under a burst the stream can lag the polls: a new run this
+                            # worker has listed already is nothing to poll for.
+                            continue
                         self.woken.set()
             except Exception as error:
                 log.debug("event stream unavailable, polling only: %s", error)

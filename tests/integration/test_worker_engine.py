@@ -8,15 +8,16 @@ from datetime import timedelta
 from uuid import uuid4
 
 import prefect.flow_engine
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.context import AsyncClientContext, SyncClientContext
 from prefect.settings import PREFECT_API_URL, temporary_settings
-from prefect.states import Scheduled
+from prefect.states import Pending, Scheduled
 from prefect.types._datetime import now
 
 from core.prefect_transport import BusyRetryTransport
 from core.runs import FLOW_NAME, RunParameters, S3Target, deployment_name
-from flows.engine import shared_clients, skip_suspension_watch
+from flows.engine import ClaimedRuns, record_owners, shared_clients, skip_suspension_watch
 from flows.worker import Worker
 from tests.integration.conftest import SLUG, RunningStack
 
@@ -91,5 +92,67 @@ def test_a_run_announced_by_prefect_wakes_the_worker(stack: RunningStack) -> Non
                     with contextlib.suppress(asyncio.CancelledError):
                         await watching
                     await client.delete_flow_run(run.id)
+
+    asyncio.run(scenario())
+
+
+async def _run_an_hour_ahead(client: PrefectClient) -> FlowRun:
+    """A run of the deployment that the suite's worker leaves alone (due in an hour)."""
+    deployment = await client.read_deployment_by_name(f"{FLOW_NAME}/{deployment_name(SLUG)}")
+    parameters = RunParameters(
+        task_id=uuid4(),
+        data_in=[],
+        s3=S3Target(host="http://127.0.0.1:1", region="r", bucket="b", sealed_credentials="x"),
+        callback_url="http://127.0.0.1:1",
+    )
+    return await client.create_flow_run_from_deployment(
+        deployment.id,
+        parameters=parameters.as_prefect_parameters(),
+        state=Scheduled(scheduled_time=now("UTC") + timedelta(hours=1)),
+    )
+
+
+def test_a_claimed_run_is_read_once_from_the_claim(stack: RunningStack) -> None:
+    """The engine's read of a run the worker has just claimed is answered by the claim
+    (no request); the next read asks the server."""
+
+    async def scenario() -> None:
+        with temporary_settings({PREFECT_API_URL: stack.prefect_api}):
+            async with get_client() as client:
+                run = await _run_an_hour_ahead(client)
+                try:
+                    claimed = ClaimedRuns(client)
+                    claimed.add(run, Pending())
+                    first = await client.read_flow_run(run.id)
+                    second = await client.read_flow_run(run.id)
+                finally:
+                    await client.delete_flow_run(run.id)
+        assert (first.state_type, second.state_type) == (StateType.PENDING, StateType.SCHEDULED)
+        assert first.parameters == run.parameters
+
+    asyncio.run(scenario())
+
+
+def test_the_engines_update_of_a_run_writes_its_owner(stack: RunningStack) -> None:
+    """An update of a run through the client also writes the owner given for it, unless
+    the update names one; runs with no owner given keep theirs."""
+
+    async def scenario() -> None:
+        with temporary_settings({PREFECT_API_URL: stack.prefect_api}):
+            async with get_client() as client:
+                ours, other = await _run_an_hour_ahead(client), await _run_an_hour_ahead(client)
+                try:
+                    record_owners(client, lambda run_id: "worker:w" if run_id == ours.id else None)
+                    await client.update_flow_run(ours.id, flow_version="1")
+                    await client.update_flow_run(other.id, infrastructure_pid="worker:x")
+                    await client.update_flow_run(other.id, flow_version="1")
+                    written = [
+                        (await client.read_flow_run(run.id)).infrastructure_pid
+                        for run in (ours, other)
+                    ]
+                finally:
+                    for run in (ours, other):
+                        await client.delete_flow_run(run.id)
+        assert written == ["worker:w", "worker:x"]
 
     asyncio.run(scenario())

@@ -12,8 +12,8 @@ from prefect.types._datetime import now
 from flows.reaper import orphaned, owner_mark
 
 
-def _run(holder: str | None, state_age: float = 0.0) -> FlowRun:
-    state: State[None] = Running()
+def _run(holder: str | None, state_age: float = 0.0, state: State[None] | None = None) -> FlowRun:
+    state = state or Running()
     state.timestamp = now("UTC") - timedelta(seconds=state_age)
     return FlowRun(id=uuid4(), flow_id=uuid4(), infrastructure_pid=holder, state=state)
 
@@ -44,3 +44,11 @@ def test_run_without_state_is_orphaned() -> None:
     run = FlowRun(id=uuid4(), flow_id=uuid4(), state=Pending())
     run.state = None
     assert orphaned(run, set(), now("UTC"), 3)
+
+
+def test_run_claimed_moments_ago_still_naming_a_dead_holder_waits() -> None:
+    """A run given back and claimed again names its previous, dead holder until its new
+    one starts it: it is not taken away from the new one until it is stale."""
+    assert not orphaned(_run(owner_mark("dead"), 1, Pending()), {"w2"}, now("UTC"), 3)
+    assert orphaned(_run(owner_mark("dead"), 10, Pending()), {"w2"}, now("UTC"), 3)
+    assert orphaned(_run(owner_mark("dead"), 1, Running()), {"w2"}, now("UTC"), 3)
