@@ -12,6 +12,10 @@ worker's event loop waits for that websocket to open. Here:
   rather than after Prefect's 2-8 s backoff;
 - the suspension watch is skipped: this flow never pauses or suspends itself, and a
   run cancelled from outside is stopped by the worker (flows.worker);
+- so is the heartbeat thread of each run (an event at its start, then every 180 s, for
+  Prefect's optional detection of crashed runs): the worker heartbeats for all its runs
+  at once, and its reaper is what gives the runs of a dead worker to another
+  (flows.reaper). A thread and an event fewer per run;
 - the engine's one update of a run before it starts it (flow version, retry policy) also
   writes who holds the run (`record_owners`), which the worker would otherwise write in a
   request of its own; and the engine's read of the run as it starts it is answered by the
@@ -51,10 +55,17 @@ def _not_watched(
     yield
 
 
+@contextmanager
+def _no_heartbeats(engine: object, join_on_exit: bool = True) -> Iterator[None]:
+    yield
+
+
 def skip_suspension_watch() -> None:
-    """Run flow runs without a watcher thread each (see the module's docstring)."""
-    # The engine looks the watch up in its module's namespace at each run.
+    """Run flow runs without a watcher thread or a heartbeat thread each (see the
+    module's docstring)."""
+    # The engine looks both up in its module's namespace at each run.
     prefect.flow_engine.observe_flow_run_suspension = _not_watched  # type: ignore[attr-defined]
+    prefect.flow_engine._send_heartbeats = _no_heartbeats
 
 
 def record_owners(client: PrefectClient, owner_of: Callable[[UUID], str | None]) -> None:

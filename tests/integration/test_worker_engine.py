@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from datetime import timedelta
 from uuid import uuid4
 
@@ -40,11 +41,15 @@ def test_runs_inside_share_one_client_of_each_kind(stack: RunningStack) -> None:
     asyncio.run(scenario())
 
 
-def test_flow_runs_start_no_suspension_watcher() -> None:
-    """The engine's per-run suspension watch (a thread, a client, a websocket) is skipped."""
+def test_flow_runs_start_no_suspension_watcher_and_no_heartbeat_thread() -> None:
+    """The engine's per-run suspension watch (a thread, a client, a websocket) and its
+    per-run heartbeat thread are skipped: entering either starts no thread."""
     skip_suspension_watch()
-    with prefect.flow_engine.observe_flow_run_suspension(uuid4(), None):  # type: ignore[attr-defined,arg-type]
-        pass
+    threads = threading.active_count()
+    watch = prefect.flow_engine.observe_flow_run_suspension(uuid4(), None)  # type: ignore[attr-defined,arg-type]
+    heartbeats = prefect.flow_engine._send_heartbeats(None)  # type: ignore[arg-type]
+    with watch, heartbeats:
+        assert threading.active_count() == threads
 
 
 def test_a_run_announced_by_prefect_wakes_the_worker(stack: RunningStack) -> None:
