@@ -174,6 +174,11 @@ def start_prefect_server(stack: Stack, timeout: float = 90.0) -> Process | None:
     return stack.start("prefect server", args, lambda: answers(health), timeout)
 
 
+def s3_line(url: str | None) -> str:
+    """The line of the printed URLs that says where the local S3 is, if one runs."""
+    return f"  Local S3   {url} (development only, any credentials)\n" if url else ""
+
+
 def start_local_s3(stack: Stack, timeout: float = 60.0) -> str | None:
     """moto's S3 server at LOCAL_S3_URL, in development only, for trying the service with
     `python -m client`; its URL, or None when off. An S3 already answering there is used."""
@@ -253,8 +258,7 @@ def main() -> int:
         s3 = start_local_s3(stack)
         start_worker(stack, slug)
         start_api(stack)
-        local_s3 = f"  Local S3   {s3} (development only, any credentials)\n" if s3 else ""
-        return f"  API docs   {api_url(env)}/docs\n  Prefect UI {prefect_ui(env)}\n{local_s3}"
+        return f"  API docs   {api_url(env)}/docs\n  Prefect UI {prefect_ui(env)}\n{s3_line(s3)}"
 
     return supervise(stack, start)
 

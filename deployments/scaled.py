@@ -32,7 +32,9 @@ from deployments.local import (
     deployment_registered,
     environment,
     prefect_ui,
+    s3_line,
     start_api,
+    start_local_s3,
     start_prefect_server,
     supervise,
 )
@@ -158,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             first = int(env.get("SERVICE_PORT", "9090"))
             api_ports = [first + n for n in range(args.apis)]
             metrics_ports = worker_metrics_ports(env, api_ports, args.workers)
+            # For trying it with `python -m client`, as `make run` does (development only).
+            s3 = start_local_s3(stack)
             cluster = start_cluster(
                 stack,
                 Path(folder),
@@ -173,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return (
                 f"{docs}  Prefect UI {prefect_ui(env)}\n"
                 f"  Database   {cluster.database_url}\n"
-                f"  Workers    {', '.join(cluster.workers)}\n{scraped}"
+                f"  Workers    {', '.join(cluster.workers)}\n{scraped}{s3_line(s3)}"
             )
 
         return supervise(stack, start)
