@@ -14,7 +14,7 @@ import threading
 from core.logs import configure_logging
 from core.runs import work_pool_name
 from flows.deployment import ensure_deployment
-from flows.engine import shared_clients, skip_suspension_watch
+from flows.engine import shared_clients, skip_per_run_threads
 from flows.metrics import serve as serve_metrics
 from flows.runtime import runtime
 from flows.worker import Worker
@@ -27,7 +27,7 @@ async def serve(stop: asyncio.Event) -> None:
     pool = work_pool_name(rt.settings, rt.service.description.slug)
     serve_metrics(rt.settings.worker_metrics_host, rt.settings.worker_metrics_port)
     await rt.pool.warm()
-    skip_suspension_watch()
+    skip_per_run_threads()
     async with shared_clients() as client:
         deployment_id = await ensure_deployment(client, rt.service, pool)
         worker = Worker(

@@ -60,7 +60,7 @@ def _no_heartbeats(engine: object, join_on_exit: bool = True) -> Iterator[None]:
     yield
 
 
-def skip_suspension_watch() -> None:
+def skip_per_run_threads() -> None:
     """Run flow runs without a watcher thread or a heartbeat thread each (see the
     module's docstring)."""
     # The engine looks both up in its module's namespace at each run.

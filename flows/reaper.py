@@ -46,10 +46,10 @@ def orphaned(run: FlowRun, live_workers: set[str], at: datetime, stale_after: fl
     if holder and not holder.startswith(OWNER_PREFIX):
         return False  # held by some other kind of worker, which looks after it
     since = run.state.timestamp if run.state else None
-    fresh_claim = since is not None and at - since <= timedelta(seconds=stale_after)
-    if holder and not (fresh_claim and run.state is not None and run.state.is_pending()):
-        return holder.removeprefix(OWNER_PREFIX) not in live_workers
-    return not fresh_claim
+    fresh = since is not None and at - since <= timedelta(seconds=stale_after)
+    if not holder or (fresh and run.state is not None and run.state.is_pending()):
+        return not fresh  # no one known holds it yet
+    return holder.removeprefix(OWNER_PREFIX) not in live_workers
 
 
 async def sweep(

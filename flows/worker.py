@@ -43,8 +43,6 @@ log = logging.getLogger(__name__)
 _ANNOUNCED_STATES = ("Scheduled", "AwaitingRetry", "Cancelling")
 # A worker silent for this many heartbeats is taken for dead (flows.reaper).
 STALE_HEARTBEATS = 3
-# Runs listed lately whose announcement, arriving after the listing, wakes no poll.
-LISTED_IDS_KEPT = 1000
 # Seconds between two listings of the runs due, at least.
 MIN_LISTING_GAP = 0.1
 
@@ -81,15 +79,10 @@ class Worker:
         # they were listed: a list older than a poll interval is asked for again.
         self._due: list[FlowRun] = []
         self._due_listed = 0.0
-        # The ids of the runs listed lately (the last LISTED_IDS_KEPT), as strings.
-        self._listed: dict[str, None] = {}
         # The flow engine's update of each run it starts writes this worker's name on it.
         record_owners(client, self._owner_of)
         # ... and reads it from the claim's answer rather than from the server.
         self._claimed = ClaimedRuns(client)
-
-    def _listed_before(self, resource_id: str) -> bool:
-        return resource_id.removeprefix("prefect.flow-run.") in self._listed
 
     def _owner_of(self, flow_run_id: UUID) -> str | None:
         return owner_mark(self._name) if flow_run_id in self._running else None
@@ -169,9 +162,6 @@ class Worker:
             listed = await self._scheduled(free + self._limit)
             self._due = [run for run in listed if run.deployment_id == self._deployment_id]
             self._due_listed = time.monotonic()
-            self._listed.update((str(run.id), None) for run in listed)
-            for stale in list(self._listed)[: max(0, len(self._listed) - LISTED_IDS_KEPT)]:
-                del self._listed[stale]
         while free > 0 and self._due:
             flow_run = self._due.pop(0)
             if flow_run.id in self._running:
@@ -308,12 +298,6 @@ class Worker:
                     async for event in subscriber:
                         if event.event.endswith(".Cancelling"):
                             self._cancellation_announced = True
-                        elif event.event.endswith(".Scheduled") and self._listed_before(
-                            event.resource.id
-                        ):
-                            # Under a burst the stream can lag the polls: a new run this
-                            # worker has listed already is nothing to poll for.
-                            continue
                         self.woken.set()
             except Exception as error:
                 log.debug("event stream unavailable, polling only: %s", error)

@@ -18,7 +18,7 @@ from prefect.types._datetime import now
 
 from core.prefect_transport import BusyRetryTransport
 from core.runs import FLOW_NAME, RunParameters, S3Target, deployment_name
-from flows.engine import ClaimedRuns, record_owners, shared_clients, skip_suspension_watch
+from flows.engine import ClaimedRuns, record_owners, shared_clients, skip_per_run_threads
 from flows.worker import Worker
 from tests.integration.conftest import SLUG, RunningStack
 
@@ -44,7 +44,7 @@ def test_runs_inside_share_one_client_of_each_kind(stack: RunningStack) -> None:
 def test_flow_runs_start_no_suspension_watcher_and_no_heartbeat_thread() -> None:
     """The engine's per-run suspension watch (a thread, a client, a websocket) and its
     per-run heartbeat thread are skipped: entering either starts no thread."""
-    skip_suspension_watch()
+    skip_per_run_threads()
     threads = threading.active_count()
     watch = prefect.flow_engine.observe_flow_run_suspension(uuid4(), None)  # type: ignore[attr-defined,arg-type]
     heartbeats = prefect.flow_engine._send_heartbeats(None)  # type: ignore[arg-type]
@@ -75,20 +75,7 @@ def test_a_run_announced_by_prefect_wakes_the_worker(stack: RunningStack) -> Non
                 )
                 stop = asyncio.Event()
                 watching = asyncio.create_task(worker.watch_announcements(stop))
-                unused = "http://127.0.0.1:1"
-                parameters = RunParameters(
-                    task_id=uuid4(),
-                    data_in=[],
-                    s3=S3Target(
-                        host="http://127.0.0.1:1", region="r", bucket="b", sealed_credentials="x"
-                    ),
-                    callback_url=unused,
-                )
-                run = await client.create_flow_run_from_deployment(
-                    deployment.id,
-                    parameters=parameters.as_prefect_parameters(),
-                    state=Scheduled(scheduled_time=now("UTC") + timedelta(hours=1)),
-                )
+                run = await _run_an_hour_ahead(client)
                 try:
                     await asyncio.wait_for(worker.woken.wait(), timeout=60)
                 finally:
