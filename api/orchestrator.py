@@ -113,13 +113,19 @@ class Orchestrator:
         return [results[index] for index in range(len(batch))]
 
     async def _bulk_create(self, batch: Sequence[RunParameters]) -> list[UUID | str]:
+        # Prefect's model of one creation, dumped once; each run's fields are plain JSON
+        # already (its model walked every parameter of every run: a tenth of the API's
+        # time in a burst).
+        template = DeploymentFlowRunCreate(state=to_state_create(Scheduled())).model_dump(
+            mode="json", exclude_unset=True
+        )
         runs = [
-            DeploymentFlowRunCreate(
-                name=str(parameters.task_id),
-                idempotency_key=str(parameters.task_id),
-                parameters=parameters.as_prefect_parameters(),
-                state=to_state_create(Scheduled()),
-            ).model_dump(mode="json", exclude_unset=True)
+            template
+            | {
+                "name": str(parameters.task_id),
+                "idempotency_key": str(parameters.task_id),
+                "parameters": parameters.as_prefect_parameters(),
+            }
             for parameters in batch
         ]
         with self._reaching_prefect():

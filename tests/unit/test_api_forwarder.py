@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import cast
 from uuid import UUID, uuid4
 
+import pytest
+
+from api import forwarder as forwarder_module
 from api.forwarder import BATCH, Forwarder
 from api.intake import Intake
 from api.orchestrator import Orchestrator
@@ -21,6 +25,9 @@ class Prefect:
     def __init__(self, refuse: set[UUID]) -> None:
         self.refuse = refuse
         self.requests: list[int] = []
+
+    async def backlog(self) -> int:
+        return 0
 
     async def submit_all(self, batch: Sequence[RunParameters]) -> list[UUID | str]:
         self.requests.append(len(batch))
@@ -57,3 +64,59 @@ def test_a_refused_task_stays_in_the_journal(tmp_path: Path) -> None:
 
     assert asyncio.run(forwarder.forward_once()) == 2
     assert [intake.contains(task.task_id) for task in tasks] == [False, True, False]
+
+
+async def _until(check: Callable[[], bool], within: float = 5.0) -> bool:
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+def test_forwarding_waits_for_the_requests_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a /compute is in flight the forwarder holds back; once it is answered, the
+    journaled task is handed over."""
+    monkeypatch.setattr(forwarder_module, "SETTLE_SECONDS", 60.0)
+    intake = Intake(tmp_path / "intake.db")
+    prefect = Prefect(refuse=set())
+    forwarder = _forwarder(intake, prefect)
+
+    async def scenario() -> None:
+        running = asyncio.create_task(forwarder.run())
+        with forwarder.accepting():
+            waiter = asyncio.create_task(forwarder.settled())
+            intake.add_all([_parameters()])
+            forwarder.wake()
+            for _ in range(20):
+                await asyncio.sleep(0)
+            assert not waiter.done()
+        assert await _until(lambda: prefect.requests == [1])
+        await asyncio.wait_for(waiter, 5)
+        running.cancel()
+
+    asyncio.run(scenario())
+    assert intake.count() == 0
+
+
+def test_a_steady_stream_of_requests_holds_forwarding_back_only_so_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests in flight all the time delay the forwarding by SETTLE_SECONDS at most."""
+    monkeypatch.setattr(forwarder_module, "SETTLE_SECONDS", 0.05)
+    intake = Intake(tmp_path / "intake.db")
+    prefect = Prefect(refuse=set())
+    forwarder = _forwarder(intake, prefect)
+
+    async def scenario() -> bool:
+        with forwarder.accepting():
+            intake.add_all([_parameters()])
+            running = asyncio.create_task(forwarder.run())
+            handed_over = await _until(lambda: prefect.requests == [1])
+        running.cancel()
+        return handed_over
+
+    assert asyncio.run(scenario())
