@@ -13,6 +13,7 @@ import threading
 
 from core.logs import configure_logging
 from core.runs import work_pool_name
+from flows.callback import close_client as close_callback_client
 from flows.deployment import ensure_deployment
 from flows.engine import shared_clients, skip_per_run_threads
 from flows.metrics import serve as serve_metrics
@@ -41,6 +42,7 @@ async def serve(stop: asyncio.Event) -> None:
             shutdown_grace=rt.settings.worker_shutdown_grace,
         )
         await worker.serve(stop)
+        await close_callback_client()
     rt.pool.shutdown()
     log.info("worker stopped")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from prometheus_client import REGISTRY
 from pytest_httpserver import HTTPServer
 
 from contract.models import TaskStatus, TaskUpdate
-from flows.callback import send_update
+from flows.callback import close_client, send_update
 from flows.errors import PermanentError, TransientError
 
 TASK_PATH = "/tasks/59e37edd-7d97-46be-9c5c-c269740c5dda"
@@ -166,3 +167,53 @@ def test_attempts_and_failures_are_counted_by_kind(
         send(httpserver.url_for(TASK_PATH), update)
     assert _counted("core_service_callback_attempts_total", kind) == attempts + 2
     assert _counted("core_service_callback_failures_total", kind) == failures + 1
+
+
+class KeepAliveEngine:
+    """An HTTP/1.1 server answering every PATCH with 200 on the same connection, counting
+    the connections it was opened."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.requests = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            await reader.readexactly(length)
+            self.requests += 1
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+            await writer.drain()
+
+
+def test_callbacks_of_one_loop_share_connections_until_closed() -> None:
+    """Two callbacks to an engine go over one connection; after close_client the next
+    one opens a new one and is delivered."""
+
+    async def scenario() -> KeepAliveEngine:
+        engine = KeepAliveEngine()
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+                await engine.handle(reader, writer)
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}{TASK_PATH}"
+        async with server:
+            await send_update(url, FINISHED, 5.0)
+            await send_update(url, FINISHED, 5.0)
+            assert (engine.requests, engine.connections) == (2, 1)
+            await close_client()
+            await send_update(url, FINISHED, 5.0)
+            await close_client()
+        return engine
+
+    engine = asyncio.run(scenario())
+    assert (engine.requests, engine.connections) == (3, 2)
