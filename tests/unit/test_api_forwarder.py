@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 from uuid import UUID, uuid4
@@ -17,6 +16,7 @@ from api.intake import Intake
 from api.orchestrator import Orchestrator
 from core.runs import RunParameters
 from tests.unit.test_api_intake import _parameters
+from tests.unit.test_api_registration import eventually
 
 
 class Prefect:
@@ -66,15 +66,6 @@ def test_a_refused_task_stays_in_the_journal(tmp_path: Path) -> None:
     assert [intake.contains(task.task_id) for task in tasks] == [False, True, False]
 
 
-async def _until(check: Callable[[], bool], within: float = 5.0) -> bool:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
-
-
 def test_forwarding_waits_for_the_requests_in_flight(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -94,7 +85,7 @@ def test_forwarding_waits_for_the_requests_in_flight(
             for _ in range(20):
                 await asyncio.sleep(0)
             assert not waiter.done()
-        assert await _until(lambda: prefect.requests == [1])
+        await eventually(lambda: prefect.requests == [1], "the task handed over")
         await asyncio.wait_for(waiter, 5)
         running.cancel()
 
@@ -111,12 +102,11 @@ def test_a_steady_stream_of_requests_holds_forwarding_back_only_so_long(
     prefect = Prefect(refuse=set())
     forwarder = _forwarder(intake, prefect)
 
-    async def scenario() -> bool:
+    async def scenario() -> None:
         with forwarder.accepting():
             intake.add_all([_parameters()])
             running = asyncio.create_task(forwarder.run())
-            handed_over = await _until(lambda: prefect.requests == [1])
+            await eventually(lambda: prefect.requests == [1], "the task handed over")
         running.cancel()
-        return handed_over
 
-    assert asyncio.run(scenario())
+    asyncio.run(scenario())
