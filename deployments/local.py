@@ -169,7 +169,8 @@ def start_prefect_server(stack: Stack, timeout: float = 90.0) -> Process | None:
     if answers(health):
         return None
     parts = urlsplit(api_url)
-    args = [sys.executable, "-m", "prefect", "server", "start"]
+    # Prefect's own server, its SQLite write transactions begun IMMEDIATE (see the module).
+    args = [sys.executable, "-m", "deployments.prefect_server"]
     args += ["--host", parts.hostname or "127.0.0.1", "--port", str(parts.port or 4200)]
     return stack.start("prefect server", args, lambda: answers(health), timeout)
 
