@@ -17,7 +17,7 @@ def freeze_after_startup() -> None:
     """Once uvicorn has started the app, leave every object alive then out of garbage
     collection: the few hundred thousand of the imports (FastAPI, pydantic, Prefect's
     client) live as long as the process, yet each full collection walked them all, a
-    pause of about 45 ms in every third burst of 200 POSTs, and a fifth of the CPU per
+    pause of about 45 ms in every third burst of 200 POSTs, and 18 % of the CPU per
     request. What is made later is collected as before."""
     startup = uvicorn.Server.startup
 
