@@ -20,7 +20,7 @@ import logging
 from collections.abc import Iterator
 
 from api.intake import Intake
-from api.orchestrator import BULK_CREATE_LIMIT, Orchestrator, OrchestratorUnavailable
+from api.orchestrator import BULK_CREATE_LIMIT, Orchestrator, OrchestratorUnavailable, busy
 
 log = logging.getLogger(__name__)
 BATCH = BULK_CREATE_LIMIT
@@ -97,14 +97,24 @@ class Forwarder:
             return 0
         results = await self._orchestrator.submit_all([entry.parameters for entry in entries])
         held = []
+        busy_count = 0
         for entry, result in zip(entries, results, strict=True):
             ids = {"task_id": str(entry.task_id)}
             if isinstance(result, str):
                 # Kept in the journal and tried again: a refusal is a deployment or server
                 # problem an operator fixes, never a reason to lose an accepted task.
-                log.error("Prefect refused the flow run of a task: %s", result, extra=ids)
+                if busy(result):
+                    busy_count += 1  # one line for the batch, not one per task
+                else:
+                    log.error("Prefect refused the flow run of a task: %s", result, extra=ids)
                 continue
             held.append(entry.task_id)
             log.info("task handed to Prefect", extra=ids | {"flow_run_id": str(result)})
+        if busy_count:
+            log.warning(
+                "Prefect's database stayed busy for %d task(s) through the retries; "
+                "they stay in the journal and are tried again",
+                busy_count,
+            )
         await asyncio.to_thread(self._intake.remove_all, held)
         return len(held)

@@ -46,6 +46,12 @@ _BUSY = "database is locked"
 _UNENDED = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.CANCELLING]
 
 
+def busy(reason: str) -> bool:
+    """Whether a refusal only says that Prefect's SQLite database was busy: worth trying
+    again later, not a problem of the task's."""
+    return _BUSY in reason
+
+
 class OrchestratorUnavailable(Exception):
     """Prefect cannot be reached, or does not know the deployment yet."""
 
@@ -106,7 +112,7 @@ class Orchestrator:
         for attempt in range(RETRIES + 1):
             answers = await self._bulk_create([batch[index] for index in todo])
             results.update(zip(todo, answers, strict=True))
-            todo = [index for index in todo if _BUSY in str(results[index])]
+            todo = [index for index in todo if busy(str(results[index]))]
             if not todo or attempt == RETRIES:
                 break
             await asyncio.sleep(busy_delay(attempt))

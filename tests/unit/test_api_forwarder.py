@@ -24,6 +24,7 @@ class Prefect:
 
     def __init__(self, refuse: set[UUID]) -> None:
         self.refuse = refuse
+        self.refusal = "Parameter validation failed"
         self.requests: list[int] = []
 
     async def backlog(self) -> int:
@@ -31,10 +32,7 @@ class Prefect:
 
     async def submit_all(self, batch: Sequence[RunParameters]) -> list[UUID | str]:
         self.requests.append(len(batch))
-        return [
-            "Parameter validation failed" if task.task_id in self.refuse else uuid4()
-            for task in batch
-        ]
+        return [self.refusal if task.task_id in self.refuse else uuid4() for task in batch]
 
 
 def _forwarder(intake: Intake, prefect: Prefect) -> Forwarder:
@@ -64,6 +62,43 @@ def test_a_refused_task_stays_in_the_journal(tmp_path: Path) -> None:
 
     assert asyncio.run(forwarder.forward_once()) == 2
     assert [intake.contains(task.task_id) for task in tasks] == [False, True, False]
+
+
+def test_a_busy_database_is_one_warning_for_the_batch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Runs refused only because Prefect's SQLite stayed busy stay in the journal, and the
+    operator reads one warning with their number, not an error per task."""
+    intake = Intake(tmp_path / "intake.db")
+    tasks = [_parameters() for _ in range(4)]
+    intake.add_all(tasks)
+    prefect = Prefect(refuse={task.task_id for task in tasks[:3]})
+    prefect.refusal = "(sqlite3.OperationalError) database is locked"
+    forwarder = _forwarder(intake, prefect)
+
+    with caplog.at_level("INFO", logger="api.forwarder"):
+        assert asyncio.run(forwarder.forward_once()) == 1
+
+    assert [intake.contains(task.task_id) for task in tasks] == [True, True, True, False]
+    assert [r.levelname for r in caplog.records if r.levelname != "INFO"] == ["WARNING"]
+    assert "busy for 3 task(s)" in caplog.records[-1].getMessage()
+
+
+def test_a_refusal_names_its_task_in_an_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    intake = Intake(tmp_path / "intake.db")
+    task = _parameters()
+    intake.add_all([task])
+    forwarder = _forwarder(intake, Prefect(refuse={task.task_id}))
+
+    with caplog.at_level("INFO", logger="api.forwarder"):
+        assert asyncio.run(forwarder.forward_once()) == 0
+
+    (record,) = caplog.records
+    assert record.levelname == "ERROR"
+    assert "Parameter validation failed" in record.getMessage()
+    assert record.__dict__["task_id"] == str(task.task_id)
 
 
 def test_forwarding_waits_for_the_requests_in_flight(
