@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install postgres run run-scaled test lint format lock clean bench bench-scale new-service
+.PHONY: install postgres run run-scaled test lint format lock clean bench bench-prefect bench-scale new-service
 
 install: $(INSTALLED)
 
@@ -73,6 +73,10 @@ clean:
 ## bench: the performance benchmark of issue 4 (its own stack; --tasks 200 --repeat 3)
 bench: install
 	$(PY) -m benchmarks.run
+
+## bench-prefect: the Prefect server's CPU for each call of a flow run, alone (its own server)
+bench-prefect: install
+	$(PY) -m benchmarks.prefect_calls
 
 ## bench-scale: throughput with 1, 2 and 4 workers on PostgreSQL (its own cluster)
 bench-scale: install postgres

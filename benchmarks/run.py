@@ -24,7 +24,9 @@ Each repetition runs, after one unmeasured warm-up task:
 4. baseline: the same tasks through the same processing code with no orchestration, in
    this process: S3 get, `services.image_rotate.process`, S3 put, callback PATCH, one
    after another and on 4 threads; the faster counts. The overhead ratio is the pooled
-   burst's wall time over this one. The baseline of the answer times is the same burst
+   burst's wall time over this one; beside it, the Prefect server's CPU seconds over that
+   burst over the same baseline: the overhead the server's work alone sets, as it runs
+   in one process. The baseline of the answer times is the same burst
    against a do-nothing ASGI app under uvicorn (`floor_app`): what the machine, uvicorn
    and the measuring client cost by themselves.
 
@@ -672,6 +674,15 @@ class Figure:
         return self.measured <= limit if op == "<=" else self.measured >= limit
 
 
+def server_cpu_ratio(rep: Repetition) -> float | None:
+    """The overhead the Prefect server's own work sets as a floor: it is one process (on
+    SQLite Prefect refuses more), so its CPU over the pooled burst is wall time at least."""
+    cpu = rep.burst_pooled.cpu_s_by_role.get("prefect_server")
+    if cpu is None or not rep.baseline.wall_s:
+        return None
+    return cpu / rep.baseline.wall_s
+
+
 def figures(reps: Sequence[Repetition], tasks: int) -> list[Figure]:
     def med(pick: Callable[[Repetition], float | None]) -> float | None:
         return median(pick(rep) for rep in reps)
@@ -788,6 +799,13 @@ def figures(reps: Sequence[Repetition], tasks: int) -> list[Figure]:
             "x",
             med(lambda rep: rep.overhead_ratio),
             ("<=", 3),
+        ),
+        Figure(
+            "server_cpu_ratio",
+            "  the Prefect server's CPU over that burst / baseline wall time",
+            "x",
+            med(server_cpu_ratio),
+            None,
         ),
         Figure(
             "tasks_missing",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import run
+from benchmarks import prefect_calls, run
 
 pytestmark = pytest.mark.integration
 
@@ -32,6 +32,7 @@ def test_benchmark_writes_every_figure(tmp_path: Path) -> None:
         "throughput_new_tps",
         "peak_rss_mb",
         "overhead_ratio",
+        "server_cpu_ratio",
         "tasks_missing",
     }
     missing = [key for key, figure in figures.items() if figure["measured"] is None]
@@ -47,3 +48,15 @@ def test_benchmark_writes_every_figure(tmp_path: Path) -> None:
         "worker",
         "api",
     }
+
+
+def test_prefect_calls_benchmark_writes_every_call(tmp_path: Path) -> None:
+    """A small run of `make bench-prefect` makes every call (each state change accepted)
+    and writes the server's CPU for each, and their sum per flow run."""
+    assert prefect_calls.main(["--runs", "10", "--repeat", "1", "--out", str(tmp_path)]) == 0
+
+    report = json.loads((tmp_path / "prefect_calls.json").read_text())
+    assert set(report["per_call_ms"]) == {name for name, _ in prefect_calls.CALLS}
+    assert all(value >= 0 for value in report["per_call_ms"].values())
+    assert report["per_run_total_ms"] > 0
+    assert report["per_run_total_ms"] == pytest.approx(sum(report["per_run_ms"].values()))
