@@ -75,9 +75,9 @@ bench: install
 	$(PY) -m benchmarks.run
 
 ## bench-prefect: the Prefect server's CPU for each call of a flow run, alone (its own server)
-## (Prefect, imported by the script, makes its home of .env but not the folders above it)
+## (Prefect, imported by the script, makes .env's PREFECT_HOME but not .data above it)
 bench-prefect: install
-	mkdir -p .data/prefect
+	mkdir -p .data
 	$(PY) -m benchmarks.prefect_calls
 
 ## bench-scale: throughput with 1, 2 and 4 workers on PostgreSQL (its own cluster)
