@@ -4,7 +4,8 @@ A worker records its name on each run it starts (`infrastructure_pid`) and heart
 to its work pool. A run that is Pending or Running while its worker has not heartbeated
 for `stale_after` seconds lost its worker (killed, out of memory, machine gone): it is
 scheduled again (AwaitingRetry), so any worker of the pool runs it anew. After
-`MAX_EXECUTIONS` executions it is marked Crashed and the engine gets an `error`.
+`MAX_EXECUTIONS` executions it is marked Crashed and the engine gets an `error`. A run
+left Pending by a claim that found it ended (flows.claims) gets its ended state back.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.states import AwaitingRetry, Crashed
 from prefect.types._datetime import now
 
+from flows.claims import from_schedule, restore
 from flows.compute import tell_engine_error
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,15 @@ def orphaned(run: FlowRun, live_workers: set[str], at: datetime, stale_after: fl
     if not holder or (fresh and run.state is not None and run.state.is_pending()):
         return not fresh  # no one known holds it yet
     return holder.removeprefix(OWNER_PREFIX) not in live_workers
+
+
+def left_ended(run: FlowRun, at: datetime, stale_after: float) -> bool:
+    """True when the run has been Pending for `stale_after` seconds out of an ended state:
+    a claim refused (flows.claims) whose worker did not restore the state it ended in."""
+    state = run.state
+    if state is None or not state.is_pending() or from_schedule(state):
+        return False
+    return at - state.timestamp > timedelta(seconds=stale_after)
 
 
 async def sweep(
@@ -79,6 +90,12 @@ async def sweep(
     )
     reaped = []
     for run in runs:
+        if left_ended(run, at, stale_after):
+            # A claim that found the run ended, by a worker that died before it restored
+            # the run's state: restored here, never run again (flows.claims).
+            await restore(client, run.id)
+            reaped.append(run.id)
+            continue
         if not orphaned(run, live, at, stale_after):
             continue
         worker = (run.infrastructure_pid or "no worker").removeprefix(OWNER_PREFIX)

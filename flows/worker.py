@@ -2,9 +2,10 @@
 
 Prefect's stock workers start one Python process per flow run (about a second of CPU
 and 90 MB each); this one claims scheduled runs from the work pool the same way (by
-moving them to Pending, which only one claimant can do) and executes them with
-Prefect's flow engine as asyncio tasks, at most `WORKER_LIMIT` at once. The CPU-heavy
-`process` stage runs in a pool of child processes (flows.processing).
+moving them to Pending, which only one claimant can do, and only out of a scheduled
+state: flows.claims) and executes them with Prefect's flow engine as asyncio tasks, at
+most `WORKER_LIMIT` at once. The CPU-heavy `process` stage runs in a pool of child
+processes (flows.processing).
 """
 
 from __future__ import annotations
@@ -27,13 +28,12 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.responses import WorkerFlowRunResponse
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
-from prefect.exceptions import Abort
 from prefect.flow_engine import run_flow_async
-from prefect.states import AwaitingRetry, Cancelled, Pending
+from prefect.states import AwaitingRetry, Cancelled
 from prefect.types._datetime import now
-from prefect.utilities.engine import propose_state
 
 from core.logs import bound
+from flows.claims import claim
 from flows.compute import cancellation_requested, compute, handed_back
 from flows.engine import ClaimedRuns, record_owners
 from flows.reaper import owner_mark, sweep
@@ -237,12 +237,10 @@ class Worker:
                 execution.cancel()
 
     async def _claim(self, flow_run: FlowRun) -> bool:
-        """Move the run to Pending; False when another worker got there first."""
-        try:
-            state = await propose_state(self._client, Pending(), flow_run_id=flow_run.id)
-        except Abort:
-            return False
-        if not state.is_pending():
+        """Move the run out of its scheduled state to Pending; False when another worker got
+        there first, or when the run ended since it was listed (flows.claims)."""
+        state = await claim(self._client, flow_run.id)
+        if state is None:
             return False
         # Who holds the run goes on it with the engine's first update (flows.engine), and
         # then the reaper of any worker reschedules it if this one dies.

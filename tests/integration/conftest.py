@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,9 +26,14 @@ import httpx
 import pytest
 from moto.server import ThreadedMotoServer
 from PIL import Image
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.objects import FlowRun
+from prefect.states import Scheduled
+from prefect.types._datetime import now
 from pytest_httpserver import HTTPServer
 
 from client.cli import main as client_main
+from core.runs import FLOW_NAME, RunParameters, S3Target, deployment_name
 from deployments.local import (
     ROOT,
     Process,
@@ -38,6 +44,7 @@ from deployments.local import (
     start_prefect_server,
     start_worker,
 )
+from flows.worker import Worker
 from services.base import load_service
 from tests.conftest import S3_SECRET, WORKDIR, free_port
 
@@ -393,3 +400,34 @@ def run_client(*args: str) -> tuple[int, str]:
 def suite_s3_flags(s3_endpoint: str) -> list[str]:
     """The client's flags for the suite's S3."""
     return ["--s3-endpoint", s3_endpoint, "--s3-bucket", BUCKET, "--s3-access-key-id", ACCESS_KEY]
+
+
+async def run_an_hour_ahead(client: PrefectClient) -> FlowRun:
+    """A run of the deployment that the suite's worker leaves alone (due in an hour)."""
+    deployment = await client.read_deployment_by_name(f"{FLOW_NAME}/{deployment_name(SLUG)}")
+    parameters = RunParameters(
+        task_id=uuid.uuid4(),
+        data_in=[],
+        s3=S3Target(host="http://127.0.0.1:1", region="r", bucket="b", sealed_credentials="x"),
+        callback_url="http://127.0.0.1:1",
+    )
+    return await client.create_flow_run_from_deployment(
+        deployment.id,
+        parameters=parameters.as_prefect_parameters(),
+        state=Scheduled(scheduled_time=now("UTC") + timedelta(hours=1)),
+    )
+
+
+async def idle_worker(client: PrefectClient, name: str) -> Worker:
+    """A worker of the deployment, one slot, not serving: a test drives its steps."""
+    deployment = await client.read_deployment_by_name(f"{FLOW_NAME}/{deployment_name(SLUG)}")
+    return Worker(
+        client,
+        pool=SLUG,
+        deployment_id=deployment.id,
+        name=name,
+        limit=1,
+        poll_interval=600,
+        heartbeat_seconds=1,
+        shutdown_grace=0,
+    )

@@ -11,6 +11,7 @@ import json
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,6 +30,14 @@ from tests.integration.conftest import Client, Engine, RunningStack, image_bytes
 pytestmark = [pytest.mark.integration, pytest.mark.distributed]
 
 TASKS = 100
+# The burst test: rounds of BURST tasks sent into both APIs at once, ROUNDS times. With
+# claims from stale listings accepted out of ended states, bursts of 300 ran 15 to 18 of
+# 450-600 tasks twice.
+BURST = 250
+ROUNDS = 4
+# POSTs of a burst in flight at once: the whole burst arrives within a moment, as the
+# engine's do, so the workers find a deep backlog and list the same runs.
+SENDERS = 100
 WORKERS = ("dist-worker-1", "dist-worker-2")
 # Seconds for each thing the cluster does below, on a busy two-core machine; and between
 # two looks at Prefect's flow runs (each reads them all).
@@ -44,7 +53,11 @@ def cluster() -> Iterator[Cluster]:
         {
             "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api",
             "PREFECT_HOME": str(folder / "prefect"),
-            "MAX_TASKS": str(TASKS),
+            # A worker takes runs from a listing of due runs for up to a poll interval:
+            # Prefect's own default of 10 s makes claims from old listings common.
+            "WORKER_POLL_INTERVAL": "10",
+            # A burst, and the last runs of the one before still ending.
+            "MAX_TASKS": str(2 * BURST),
             # A worker silent for 3 heartbeats (9 s) is taken for dead by the other one.
             "WORKER_HEARTBEAT_SECONDS": "3",
             # Callbacks refused while the engine is down are retried for a minute or more.
@@ -62,14 +75,71 @@ def cluster() -> Iterator[Cluster]:
             stack.stop()
 
 
-def flow_runs(cluster: Cluster) -> list[dict[str, Any]]:
-    """Every flow run of the cluster's Prefect server (all are this module's)."""
-    response = httpx.post(
-        f"{cluster.prefect_api}/flow_runs/filter", json={"limit": 2 * TASKS}, timeout=30
-    )
+def cluster_client(cluster: Cluster, engine: Engine, s3_endpoint: str) -> Client:
+    """The suite's engine-side client, posting to the cluster's first API."""
+    log_path = WORKDIR / "distributed.log"
+    stack = RunningStack(cluster.stack, cluster.apis[0], cluster.prefect_api, log_path)
+    return Client(stack, engine, s3_endpoint)
+
+
+def flow_runs(cluster: Cluster, task_ids: list[str]) -> list[dict[str, Any]]:
+    """The flow runs of these tasks (at most 200, Prefect's page)."""
+    query = {"flow_runs": {"name": {"any_": task_ids}}, "limit": len(task_ids)}
+    response = httpx.post(f"{cluster.prefect_api}/flow_runs/filter", json=query, timeout=30)
     response.raise_for_status()
     runs: list[dict[str, Any]] = response.json()
     return runs
+
+
+def runs_not_ended(cluster: Cluster) -> list[tuple[str, str]]:
+    """The cluster's flow runs still scheduled, pending or running (up to 20): the name
+    and state name of each."""
+    states = ["SCHEDULED", "PENDING", "RUNNING"]
+    query = {"flow_runs": {"state": {"type": {"any_": states}}}, "limit": 20}
+    response = httpx.post(f"{cluster.prefect_api}/flow_runs/filter", json=query, timeout=30)
+    response.raise_for_status()
+    return [(run["name"], run["state_name"]) for run in response.json()]
+
+
+# 1,000 tasks take 3 to 5 minutes on a busy two-core machine, more than the suite's 300 s.
+@pytest.mark.timeout(1200)
+def test_1000_tasks_in_bursts_into_both_apis_each_get_exactly_one_terminal_callback(
+    cluster: Cluster, engine: Engine, s3_endpoint: str
+) -> None:
+    """Bursts of tasks sent into both APIs at once, with no fault: both workers list and
+    claim the same runs, and no run is executed twice: every task gets exactly one
+    terminal callback, `finished`, once Prefect has no run left to execute."""
+    assert all(worker.alive() for worker in cluster.workers.values())
+    client = cluster_client(cluster, engine, s3_endpoint)
+    keys = [client.put(image_bytes("PNG"), ".png"), client.put(b"90", ".txt")]
+    task_ids: list[str] = []
+    with ThreadPoolExecutor(SENDERS) as pool:
+        for _ in range(ROUNDS):
+            bodies = [client.body(keys) for _ in range(BURST)]
+            burst = [body["task"]["id"] for body in bodies]
+            for task_id in burst:
+                engine.accept(task_id)
+
+            def submit(numbered: tuple[int, dict[str, Any]]) -> int:
+                n, body = numbered
+                api = cluster.apis[n % len(cluster.apis)]
+                return httpx.post(f"{api}/compute", json=body, timeout=10).status_code
+
+            assert list(pool.map(submit, enumerate(bodies))) == [200] * BURST
+            for task_id in burst:
+                engine.final(task_id, timeout=DEADLINE)
+            task_ids += burst
+    deadline = time.monotonic() + DEADLINE
+    while (left := runs_not_ended(cluster)) and time.monotonic() < deadline:
+        time.sleep(POLL)
+    assert not left, f"runs not ended after {DEADLINE} s: {left}"
+    twice = {
+        task_id: [u["status"] for u in engine.updates[task_id]]
+        for task_id in task_ids
+        if [u["status"] for u in engine.updates[task_id]] != ["finished"]
+    }
+    assert len(task_ids) >= 1000
+    assert not twice, f"{len(twice)} of {len(task_ids)} tasks: {list(twice.items())[:5]}"
 
 
 def held_by(runs: list[dict[str, Any]], worker: str, states: set[str]) -> list[dict[str, Any]]:
@@ -98,12 +168,7 @@ def test_two_apis_and_two_workers_share_100_tasks_and_a_killed_worker_loses_none
     """100 tasks sent across both APIs run on both workers; one worker is killed while it
     holds runs (the engine refusing callbacks meanwhile, so none of them had delivered its
     result), the other runs them again, and every task ends with one `finished` callback."""
-    log_path = WORKDIR / "distributed.log"
-    client = Client(
-        RunningStack(cluster.stack, cluster.apis[0], cluster.prefect_api, log_path),
-        engine,
-        s3_endpoint,
-    )
+    client = cluster_client(cluster, engine, s3_endpoint)
     keys = [client.put(image_bytes("PNG"), ".png"), client.put(b"90", ".txt")]
     engine_down = threading.Event()
     bodies = [client.body(keys) for _ in range(TASKS)]
@@ -123,7 +188,7 @@ def test_two_apis_and_two_workers_share_100_tasks_and_a_killed_worker_loses_none
 
     def both_working() -> list[dict[str, Any]] | None:
         """Every run, once both workers have completed some and the victim holds some."""
-        runs = flow_runs(cluster)
+        runs = flow_runs(cluster, task_ids)
         done_by_both = all(held_by(runs, name, {"COMPLETED"}) for name in WORKERS)
         return runs if done_by_both and held_by(runs, victim, {"PENDING", "RUNNING"}) else None
 
@@ -142,19 +207,19 @@ def test_two_apis_and_two_workers_share_100_tasks_and_a_killed_worker_loses_none
         }
         return [
             run
-            for run in held_by(flow_runs(cluster), victim, {"RUNNING"})
+            for run in held_by(flow_runs(cluster, task_ids), victim, {"RUNNING"})
             if run["name"] in refused
         ]
 
     wait_for(stuck_in_notify, DEADLINE, "a run of the victim retrying its callback", POLL)
     cluster.workers[victim].popen.send_signal(signal.SIGKILL)
     cluster.workers[victim].popen.wait(30)
-    held = held_by(flow_runs(cluster), victim, {"PENDING", "RUNNING"})
+    held = held_by(flow_runs(cluster, task_ids), victim, {"PENDING", "RUNNING"})
     orphans = {run["id"] for run in held}
     started = {run["id"] for run in held if run["state_type"] == "RUNNING"}
     assert started, "the killed worker was running no run"
     wait_for(
-        lambda: not held_by(flow_runs(cluster), victim, {"PENDING", "RUNNING"}),
+        lambda: not held_by(flow_runs(cluster, task_ids), victim, {"PENDING", "RUNNING"}),
         DEADLINE,
         "the survivor to reschedule the killed worker's runs",
         POLL,
@@ -164,12 +229,12 @@ def test_two_apis_and_two_workers_share_100_tasks_and_a_killed_worker_loses_none
     for task_id in task_ids:
         engine.final(task_id, timeout=DEADLINE)
     wait_for(
-        lambda: all(run["state_type"] == "COMPLETED" for run in flow_runs(cluster)),
+        lambda: all(run["state_type"] == "COMPLETED" for run in flow_runs(cluster, task_ids)),
         DEADLINE,
         "every flow run to end completed",
         POLL,
     )
-    runs = {run["name"]: run for run in flow_runs(cluster)}
+    runs = {run["name"]: run for run in flow_runs(cluster, task_ids)}
     assert sorted(runs) == sorted(task_ids)
     for task_id in task_ids:
         ends = [u["status"] for u in engine.delivered[task_id] if u["status"] in TERMINAL]

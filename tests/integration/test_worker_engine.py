@@ -5,22 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from datetime import timedelta
 from uuid import uuid4
 
 import prefect.flow_engine
-from prefect.client.orchestration import PrefectClient, get_client
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType
 from prefect.context import AsyncClientContext, SyncClientContext
 from prefect.settings import PREFECT_API_URL, temporary_settings
-from prefect.states import Pending, Scheduled
-from prefect.types._datetime import now
+from prefect.states import Pending
 
 from core.prefect_transport import BusyRetryTransport
-from core.runs import FLOW_NAME, RunParameters, S3Target, deployment_name
 from flows.engine import ClaimedRuns, record_owners, shared_clients, skip_per_run_threads
-from flows.worker import Worker
-from tests.integration.conftest import SLUG, RunningStack
+from tests.integration.conftest import RunningStack, idle_worker, run_an_hour_ahead
 
 
 def test_runs_inside_share_one_client_of_each_kind(stack: RunningStack) -> None:
@@ -60,22 +56,10 @@ def test_a_run_announced_by_prefect_wakes_the_worker(stack: RunningStack) -> Non
     async def scenario() -> None:
         with temporary_settings({PREFECT_API_URL: stack.prefect_api}):
             async with get_client() as client:
-                deployment = await client.read_deployment_by_name(
-                    f"{FLOW_NAME}/{deployment_name(SLUG)}"
-                )
-                worker = Worker(
-                    client,
-                    pool=SLUG,
-                    deployment_id=deployment.id,
-                    name="wake-test",
-                    limit=1,
-                    poll_interval=600,
-                    heartbeat_seconds=1,
-                    shutdown_grace=0,
-                )
+                worker = await idle_worker(client, "wake-test")
                 stop = asyncio.Event()
                 watching = asyncio.create_task(worker.watch_announcements(stop))
-                run = await _run_an_hour_ahead(client)
+                run = await run_an_hour_ahead(client)
                 try:
                     await asyncio.wait_for(worker.woken.wait(), timeout=60)
                 finally:
@@ -88,22 +72,6 @@ def test_a_run_announced_by_prefect_wakes_the_worker(stack: RunningStack) -> Non
     asyncio.run(scenario())
 
 
-async def _run_an_hour_ahead(client: PrefectClient) -> FlowRun:
-    """A run of the deployment that the suite's worker leaves alone (due in an hour)."""
-    deployment = await client.read_deployment_by_name(f"{FLOW_NAME}/{deployment_name(SLUG)}")
-    parameters = RunParameters(
-        task_id=uuid4(),
-        data_in=[],
-        s3=S3Target(host="http://127.0.0.1:1", region="r", bucket="b", sealed_credentials="x"),
-        callback_url="http://127.0.0.1:1",
-    )
-    return await client.create_flow_run_from_deployment(
-        deployment.id,
-        parameters=parameters.as_prefect_parameters(),
-        state=Scheduled(scheduled_time=now("UTC") + timedelta(hours=1)),
-    )
-
-
 def test_a_claimed_run_is_read_once_from_the_claim(stack: RunningStack) -> None:
     """The engine's read of a run the worker has just claimed is answered by the claim
     (no request); the next read asks the server."""
@@ -111,7 +79,7 @@ def test_a_claimed_run_is_read_once_from_the_claim(stack: RunningStack) -> None:
     async def scenario() -> None:
         with temporary_settings({PREFECT_API_URL: stack.prefect_api}):
             async with get_client() as client:
-                run = await _run_an_hour_ahead(client)
+                run = await run_an_hour_ahead(client)
                 try:
                     claimed = ClaimedRuns(client)
                     claimed.add(run, Pending())
@@ -132,7 +100,7 @@ def test_the_engines_update_of_a_run_writes_its_owner(stack: RunningStack) -> No
     async def scenario() -> None:
         with temporary_settings({PREFECT_API_URL: stack.prefect_api}):
             async with get_client() as client:
-                ours, other = await _run_an_hour_ahead(client), await _run_an_hour_ahead(client)
+                ours, other = await run_an_hour_ahead(client), await run_an_hour_ahead(client)
                 try:
                     record_owners(client, lambda run_id: "worker:w" if run_id == ours.id else None)
                     await client.update_flow_run(ours.id, flow_version="1")

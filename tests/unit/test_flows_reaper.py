@@ -9,7 +9,7 @@ from prefect.client.schemas.objects import FlowRun, State
 from prefect.states import Pending, Running
 from prefect.types._datetime import now
 
-from flows.reaper import orphaned, owner_mark
+from flows.reaper import left_ended, orphaned, owner_mark
 
 
 def _run(holder: str | None, state_age: float = 0.0, state: State[None] | None = None) -> FlowRun:
@@ -52,3 +52,25 @@ def test_run_claimed_moments_ago_still_naming_a_dead_holder_waits() -> None:
     assert not orphaned(_run(owner_mark("dead"), 1, Pending()), {"w2"}, now("UTC"), 3)
     assert orphaned(_run(owner_mark("dead"), 10, Pending()), {"w2"}, now("UTC"), 3)
     assert orphaned(_run(owner_mark("dead"), 1, Running()), {"w2"}, now("UTC"), 3)
+
+
+def _pending(scheduled: bool, age: float) -> FlowRun:
+    state: State[None] = Pending()
+    if scheduled:
+        # Prefect types the field with its own DateTime alias of datetime.
+        state.state_details.scheduled_time = now("UTC")  # type: ignore[assignment]
+    return _run(owner_mark("w1"), age, state)
+
+
+def test_a_claim_that_found_the_run_ended_is_left_ended_once_stale() -> None:
+    """A Pending made out of an ended state (no scheduled time on it) and not restored
+    by its claimer for `stale_after` seconds is to be restored, not run."""
+    assert not left_ended(_pending(scheduled=False, age=1), now("UTC"), 3)
+    assert left_ended(_pending(scheduled=False, age=10), now("UTC"), 3)
+
+
+def test_a_claim_out_of_a_schedule_or_a_running_run_is_not_left_ended() -> None:
+    """Pending states made out of a scheduled state, and runs past Pending, are the
+    orphan rules' to judge."""
+    assert not left_ended(_pending(scheduled=True, age=10), now("UTC"), 3)
+    assert not left_ended(_run(owner_mark("w1"), 10, Running()), now("UTC"), 3)

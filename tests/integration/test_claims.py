@@ -1,0 +1,78 @@
+"""A worker's claim from a stale listing of due runs, against the real Prefect server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import State, StateType
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.states import Completed, Crashed, Failed, Running
+
+from flows.claims import claim
+from tests.integration.conftest import RunningStack, idle_worker, run_an_hour_ahead
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("ended", [Completed, Failed, Crashed])
+def test_a_claim_listed_before_the_run_ended_elsewhere_is_refused_and_the_end_kept(
+    stack: RunningStack, ended: Callable[..., State[Any]]
+) -> None:
+    """A run listed while Scheduled, then claimed, run and ended by another worker, is not
+    run again by a claim from that listing: Prefect accepts the Pending, but the worker
+    sees that the claim did not leave a scheduled state, does not execute the run, and
+    writes back the state it had ended in, reason included."""
+
+    async def scenario() -> tuple[list[State[Any]], int, int]:
+        with temporary_settings({PREFECT_API_URL: stack.prefect_api}):
+            async with get_client() as client:
+                run = await run_an_hour_ahead(client)
+                try:
+                    listed = await client.read_flow_run(run.id)
+                    # Elsewhere: claimed out of Scheduled, run, ended.
+                    assert await claim(client, run.id) is not None
+                    await client.set_flow_run_state(run.id, Running(), force=True)
+                    end = ended(message="ended elsewhere")
+                    await client.set_flow_run_state(run.id, end, force=True)
+                    run_count = (await client.read_flow_run(run.id)).run_count
+                    worker = await idle_worker(client, "stale-claimer")
+                    # This worker's slot for the run, as its poll takes it from the listing.
+                    worker._running[listed.id] = asyncio.current_task()  # type: ignore[assignment]
+                    await worker._claim_and_execute(listed)
+                    assert listed.id not in worker._running
+                    after = await client.read_flow_run(run.id)
+                    states = await client.read_flow_run_states(run.id)
+                finally:
+                    await client.delete_flow_run(run.id)
+        return states, run_count, after.run_count
+
+    states, run_count_before, run_count_after = asyncio.run(scenario())
+    names = [state.name for state in states]
+    expected = ended().name
+    assert names[-3:] == [expected, "Pending", expected], names
+    assert names.count("Running") == 1, names
+    assert states[-1].message == "ended elsewhere"
+    assert states[-1].type == states[-3].type != StateType.PENDING
+    assert run_count_after == run_count_before
+
+
+def test_a_claim_out_of_a_scheduled_state_is_granted(stack: RunningStack) -> None:
+    """A claim of a run still scheduled moves it to Pending, the scheduled time kept."""
+
+    async def scenario() -> State[Any] | None:
+        with temporary_settings({PREFECT_API_URL: stack.prefect_api}):
+            async with get_client() as client:
+                run = await run_an_hour_ahead(client)
+                try:
+                    return await claim(client, run.id)
+                finally:
+                    await client.delete_flow_run(run.id)
+
+    state = asyncio.run(scenario())
+    assert state is not None
+    assert state.is_pending()
+    assert state.state_details.scheduled_time is not None
