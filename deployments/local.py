@@ -4,10 +4,16 @@ Starts a Prefect server on SQLite (unless one already answers at PREFECT_API_URL
 worker and the API, each as its own process, prints where to look, and stops them all
 on Ctrl-C or SIGTERM, or when any of them dies. The test suite, the benchmarks and the
 distributed mode (`deployments.scaled`) start their processes with the same functions.
+
+Each process runs in a process group of its own, so the SIGINT of a Ctrl-C reaches only
+the supervisor, which then stops them one at a time, the last started first: the API
+and the worker while the Prefect server still answers them, the server while its
+database still does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import signal
@@ -81,20 +87,35 @@ class Process:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
-    def stop(self, timeout: float = 60.0) -> None:
-        """SIGTERM, then SIGKILL if it has not exited after `timeout` seconds."""
+    def stop(self, timeout: float = 60.0) -> str | None:
+        """Its stop signal, then SIGKILL to its process group if it has not exited after
+        `timeout` seconds; what happened, in a line, or None if it was not running."""
         if not self.alive():
-            return
+            return None
         self.popen.send_signal(self.stop_signal)
         try:
             self.popen.wait(timeout)
+            return f"stopped {self.name}"
         except subprocess.TimeoutExpired:
             # The worker dumps every thread's stack on SIGUSR1: the log then says where
             # it hung before it is killed.
             self.popen.send_signal(signal.SIGUSR1)
             time.sleep(1)
-            self.popen.kill()
+            # The group, not only the process: its own children (the worker's process
+            # pool) would outlive it. It leads the group (`Stack.start`) and is not
+            # reaped yet, so the group is still its own.
+            os.killpg(self.popen.pid, signal.SIGKILL)
             self.popen.wait()
+            signalled = self.stop_signal.name
+            return f"killed {self.name}: still running {timeout:g} s after {signalled}"
+
+
+class Halt:
+    """Whether a stop was asked for. Set from a signal handler, hence a plain flag: a lock
+    taken there could be one the interrupted code already holds."""
+
+    def __init__(self) -> None:
+        self.asked = False
 
 
 @dataclass
@@ -104,11 +125,14 @@ class Stack:
     env: dict[str, str]
     log: IO[bytes] | None = None
     processes: list[Process] = field(default_factory=list)
+    # Once asked (by `supervise`'s signal handler), a process still starting is waited
+    # for no longer.
+    halt: Halt = field(default_factory=Halt)
 
     def variant(self, **overrides: str) -> Stack:
         """This stack with some settings changed for the processes started through it
         (a second API on another port, say); they are stopped with this stack."""
-        return Stack({**self.env, **overrides}, self.log, self.processes)
+        return Stack({**self.env, **overrides}, self.log, self.processes, self.halt)
 
     def start(
         self,
@@ -120,22 +144,30 @@ class Stack:
         user: str | None = None,
         stop_signal: signal.Signals = signal.SIGTERM,
     ) -> Process:
-        """Start `args` (as `user` and only that user's group, when given) and wait until
-        `ready()` is true."""
+        """Start `args` (as `user` and only that user's group, when given) in a process
+        group of its own, and wait until `ready()` is true."""
         popen = subprocess.Popen(
             args,
             cwd=ROOT,
             env=self.env,
+            # None of them reads a terminal; one in a background process group that tried
+            # would be stopped (SIGTTIN).
+            stdin=subprocess.DEVNULL,
             stdout=self.log,
             stderr=subprocess.STDOUT,
             user=user,
             group=None if user is None else pwd.getpwnam(user).pw_gid,
             extra_groups=None if user is None else [],
+            # Out of the terminal's foreground group: a Ctrl-C would signal every process
+            # at once, and PostgreSQL would go before the Prefect server that uses it.
+            process_group=0,
         )
         process = Process(name, popen, stop_signal)
         self.processes.append(process)
 
         def up() -> bool:
+            if self.halt.asked:
+                raise StartError(f"stop asked for while {name} was starting")
             if not process.alive():
                 raise StartError(f"{name} exited with {popen.returncode} while starting")
             return ready()
@@ -143,9 +175,13 @@ class Stack:
         wait_until(up, timeout, name)
         return process
 
-    def stop(self) -> None:
+    def stop(self, say: Callable[[str], None] | None = None) -> None:
+        """Stop every process, the last started first, telling `say` of each that was
+        still running."""
         for process in reversed(self.processes):
-            process.stop()
+            line = process.stop()
+            if line is not None and say is not None:
+                say(line)
         self.processes.clear()
 
 
@@ -219,30 +255,39 @@ def start_api(stack: Stack, timeout: float = 60.0) -> Process:
 
 def supervise(stack: Stack, start: Callable[[], str]) -> int:
     """Run `start` (which starts the processes and says where to look), print what it
-    said, then wait for Ctrl-C or SIGTERM, or for a process to die; stop them all."""
-    stopping = False
+    said, then wait for Ctrl-C, SIGTERM or SIGHUP, or for a process to die; stop them all,
+    the last started first, printing a line for each."""
 
     def request_stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+        stack.halt.asked = True
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    # SIGHUP too: when the terminal closes, the shell hangs up its job's process group,
+    # which the processes are no longer in.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, request_stop)
     try:
-        print(f"\n{start()}  Ctrl-C stops everything.\n")
-        sys.stdout.flush()
-        while not stopping:
+        say(f"\n{start()}  Ctrl-C stops everything.\n")
+        while not stack.halt.asked:
             dead = [p for p in stack.processes if not p.alive()]
             if dead:
-                print(f"{dead[0].name} exited with {dead[0].popen.returncode}; stopping")
+                say(f"{dead[0].name} exited with {dead[0].popen.returncode}; stopping")
                 return 1
             time.sleep(0.5)
         return 0
     except StartError as error:
+        if stack.halt.asked:  # a Ctrl-C while starting: what was asked, not a failure
+            return 0
         print(f"could not start: {error}", file=sys.stderr)
         return 1
     finally:
-        stack.stop()
+        stack.stop(say)
+
+
+def say(line: str) -> None:
+    """Print `line` at once, in order with the processes' output on the same stdout."""
+    # The terminal may be gone (SIGHUP): the processes are to be stopped all the same.
+    with contextlib.suppress(OSError):
+        print(line, flush=True)
 
 
 def prefect_ui(env: Mapping[str, str]) -> str:

@@ -77,7 +77,9 @@ def start_postgres(stack: Stack, folder: Path, timeout: float = 60.0) -> tuple[P
     address = ["-h", "127.0.0.1", "-p", str(port), "-U", ROLE]
 
     def ready() -> bool:
-        check = [str(programs / "pg_isready"), *address, "-q"]
+        # To a database that exists from the start: a ping to `prefect` (the default, as
+        # the role is) has the server log a FATAL "does not exist" before createdb.
+        check = [str(programs / "pg_isready"), *address, "-d", "postgres", "-q"]
         return subprocess.run(check, check=False).returncode == 0
 
     server = stack.start("postgres", args, ready, timeout, user=user, stop_signal=signal.SIGINT)
