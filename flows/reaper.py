@@ -3,8 +3,8 @@
 A worker records its name on each run it starts (`infrastructure_pid`) and heartbeats
 to its work pool. A run that is Pending or Running while its worker has not heartbeated
 for `stale_after` seconds lost its worker (killed, out of memory, machine gone): it is
-scheduled again (AwaitingRetry), so any worker of the pool runs it anew. After
-`MAX_EXECUTIONS` executions it is marked Crashed and the engine gets an `error`. A run
+marked Crashed and scheduled again (AwaitingRetry), so any worker of the pool runs it
+anew. After `MAX_EXECUTIONS` executions it stays Crashed and the engine gets an `error`. A run
 left Pending by a claim that found it ended (flows.claims) gets its ended state back.
 """
 
@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas import OrchestrationResult
 from prefect.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterId,
@@ -23,6 +25,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.responses import SetStateStatus
 from prefect.states import AwaitingRetry, Crashed
 from prefect.types._datetime import now
 
@@ -96,22 +99,39 @@ async def sweep(
             await restore(client, run.id)
             reaped.append(run.id)
             continue
-        if not orphaned(run, live, at, stale_after):
-            continue
-        worker = (run.infrastructure_pid or "no worker").removeprefix(OWNER_PREFIX)
-        if run.run_count >= MAX_EXECUTIONS:
-            message = (
-                f"the run crashed: its worker ({worker}) stopped answering, {run.run_count} times"
-            )
-            await client.set_flow_run_state(run.id, Crashed(message=message), force=True)
-            await tell_engine_error(str(run.parameters.get("callback_url", "")), message)
-            log.error("flow run %s given up: %s", run.id, message)
-        else:
-            await client.set_flow_run_state(
-                run.id,
-                AwaitingRetry(message=f"its worker ({worker}) stopped answering; running again"),
-                force=True,
-            )
-            log.warning("flow run %s lost its worker %s; scheduled again", run.id, worker)
-        reaped.append(run.id)
+        if orphaned(run, live, at, stale_after) and await take_back(client, run):
+            reaped.append(run.id)
     return reaped
+
+
+async def take_back(client: PrefectClient, run: FlowRun) -> bool:
+    """Mark the run Crashed, then schedule it again (or, after `MAX_EXECUTIONS`, tell the
+    engine it failed); False when it had ended since it was listed.
+
+    The listing may be older than the run's end, and Prefect takes a forced state, or a
+    scheduled one, out of Completed, Failed and Crashed alike: the run would execute again
+    and the engine hear a second outcome. Crashed, proposed unforced, is what the server
+    refuses out of an ended state (`HandleFlowTerminalStateTransitions`), in the same
+    row-locked transaction: once it is accepted the run had not ended, and is this
+    reaper's to reschedule."""
+    worker = (run.infrastructure_pid or "no worker").removeprefix(OWNER_PREFIX)
+    given_up = run.run_count >= MAX_EXECUTIONS
+    message = f"the run crashed: its worker ({worker}) stopped answering"
+    message += f", {run.run_count} times" if given_up else ""
+    crashed: OrchestrationResult[Any] = await client.set_flow_run_state(
+        run.id, Crashed(message=message)
+    )
+    if crashed.status != SetStateStatus.ACCEPT:
+        log.info("flow run %s ended since it was listed; left as it is", run.id)
+        return False
+    if given_up:
+        await tell_engine_error(str(run.parameters.get("callback_url", "")), message)
+        log.error("flow run %s given up: %s", run.id, message)
+    else:
+        await client.set_flow_run_state(
+            run.id,
+            AwaitingRetry(message=f"its worker ({worker}) stopped answering; running again"),
+            force=True,
+        )
+        log.warning("flow run %s lost its worker %s; scheduled again", run.id, worker)
+    return True

@@ -1,4 +1,5 @@
-"""A worker's claim from a stale listing of due runs, against the real Prefect server."""
+"""Transitions made from a stale listing of runs (a worker's claim, a reaper's taking back),
+against the real Prefect server."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Completed, Crashed, Failed, Running
 
 from flows.claims import claim
+from flows.reaper import MAX_EXECUTIONS, take_back
 from tests.integration.conftest import RunningStack, idle_worker, run_an_hour_ahead
 
 pytestmark = pytest.mark.integration
@@ -76,3 +78,33 @@ def test_a_claim_out_of_a_scheduled_state_is_granted(stack: RunningStack) -> Non
     assert state is not None
     assert state.is_pending()
     assert state.state_details.scheduled_time is not None
+
+
+@pytest.mark.parametrize("given_up", [False, True])
+def test_a_reaper_listing_made_before_the_run_ended_takes_nothing_back(
+    stack: RunningStack, given_up: bool
+) -> None:
+    """A run the reaper listed while Running, whose worker then completed it: taking it
+    back from that listing is refused by the server (Crashed is not accepted out of an
+    ended state), so the run stays Completed, is not scheduled again, and the engine is
+    told nothing, also when the run had used up its executions."""
+
+    async def scenario() -> tuple[bool, list[State[Any]]]:
+        with temporary_settings({PREFECT_API_URL: stack.prefect_api}):
+            async with get_client() as client:
+                run = await run_an_hour_ahead(client)
+                try:
+                    assert await claim(client, run.id) is not None
+                    await client.set_flow_run_state(run.id, Running(), force=True)
+                    listed = await client.read_flow_run(run.id)
+                    listed.run_count = MAX_EXECUTIONS if given_up else 1
+                    await client.set_flow_run_state(run.id, Completed(), force=True)
+                    taken = await take_back(client, listed)
+                    states = await client.read_flow_run_states(run.id)
+                finally:
+                    await client.delete_flow_run(run.id)
+        return taken, states
+
+    taken, states = asyncio.run(scenario())
+    assert not taken
+    assert [state.name for state in states][-2:] == ["Running", "Completed"]
