@@ -42,7 +42,8 @@ def bucket_for(target: S3Location, credentials: Credentials, timeout: float) -> 
         config={
             "connect_timeout": timeout,
             "read_timeout": timeout,
-            "retries": {"max_attempts": 1, "mode": "standard"},
+            # One attempt in all (`max_attempts` would count the retries only).
+            "retries": {"total_max_attempts": 1, "mode": "standard"},
             "s3": {"addressing_style": "path"},
             "signature_version": "s3v4",
         },
