@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -31,20 +32,26 @@ def parameters(function: Callable[..., Any]) -> list[str]:
 
 def test_heartbeat_thread_patch_replaces_a_function_of_that_signature() -> None:
     """flows.engine.skip_per_run_threads: `prefect.flow_engine._send_heartbeats`, looked
-    up in its module at each run, takes (engine, join_on_exit)."""
-    original = prefect.flow_engine._send_heartbeats
-    assert parameters(original) == parameters(_no_heartbeats) == ["engine", "join_on_exit"]
-    source = inspect.getsource(prefect.flow_engine.AsyncFlowRunEngine.run_context)
-    assert "_send_heartbeats(" in source, "the flow engine no longer calls _send_heartbeats"
+    up in its module at each run, takes (engine, join_on_exit). Read from the source, as
+    another test of the session may have patched the module already."""
+    source = inspect.getsource(prefect.flow_engine)
+    assert re.search(r"\ndef _send_heartbeats\(\s*engine\b.*\n\s*join_on_exit\b", source)
+    assert parameters(_no_heartbeats) == ["engine", "join_on_exit"]
+    run_context = inspect.getsource(prefect.flow_engine.AsyncFlowRunEngine.run_context)
+    assert "_send_heartbeats(" in run_context, "the flow engine no longer calls _send_heartbeats"
 
 
 def test_suspension_watch_patch_replaces_a_function_of_that_signature() -> None:
-    """flows.engine.skip_per_run_threads: `observe_flow_run_suspension`, imported into
-    prefect.flow_engine and looked up there at each run, takes (flow_run_id,
-    suspension_request, polling_interval)."""
-    assert prefect.flow_engine.observe_flow_run_suspension is observe_flow_run_suspension  # type: ignore[attr-defined]
+    """flows.engine.skip_per_run_threads: `observe_flow_run_suspension` takes
+    (flow_run_id, suspension_request, polling_interval), and the flow engine looks it up
+    in its own module's namespace as it starts a run."""
     expected = ["flow_run_id", "suspension_request", "polling_interval"]
     assert parameters(observe_flow_run_suspension) == parameters(_not_watched) == expected
+    engine = prefect.flow_engine.BaseFlowRunEngine
+    assert "observe_flow_run_suspension(" in inspect.getsource(
+        engine.setup_flow_run_suspension_request
+    )
+    assert "from prefect._flow_run_suspension import" in inspect.getsource(prefect.flow_engine)
 
 
 def test_client_method_patches_wrap_methods_of_that_signature() -> None:
