@@ -22,8 +22,8 @@ from api.intake import GroupCommit, Intake
 from api.metrics import CONTENT_TYPE, ApiMetrics
 from api.orchestrator import Orchestrator, OrchestratorUnavailable
 from api.registration import Registration
-from api.task_detail import LOG_LINES_FOR_DETAIL, TaskDetail, task_detail
-from api.task_status import LOG_LINES_FOR_STAGE, needs_stage, stage_of, task_status
+from api.task_detail import TaskDetail, task_detail
+from api.task_status import needs_stage, stage_of, task_status
 from contract.models import ServiceTask, StatusAnswer, TaskStatus
 from core.logs import bound
 from core.prefect_transport import prefect_httpx_settings
@@ -225,7 +225,7 @@ def create_app(settings: ApiSettings, service: Service) -> FastAPI:
         state = flow_run.state_type
         stage = None
         if needs_stage(state):
-            stage = stage_of(await prefect.latest_log_lines(flow_run.id, LOG_LINES_FOR_STAGE))
+            stage = stage_of(await prefect.task_runs(flow_run.id))
         return StatusAnswer(status=task_status(state, stage).value)
 
     @app.get(
@@ -238,7 +238,7 @@ def create_app(settings: ApiSettings, service: Service) -> FastAPI:
         flow_run = await flow_run_of(task_id, request, prefect)
         if flow_run is None:
             return task_detail(task_id, None, [], None)
-        lines = await prefect.latest_log_lines(flow_run.id, LOG_LINES_FOR_DETAIL)
-        return task_detail(task_id, flow_run, lines[::-1], prefect.ui_page(flow_run.id))
+        task_runs = await prefect.task_runs(flow_run.id)
+        return task_detail(task_id, flow_run, task_runs, prefect.ui_page(flow_run.id))
 
     return app

@@ -19,14 +19,12 @@ from prefect.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterId,
     FlowRunFilter,
+    FlowRunFilterId,
     FlowRunFilterName,
     FlowRunFilterState,
     FlowRunFilterStateType,
-    LogFilter,
-    LogFilterFlowRunId,
 )
-from prefect.client.schemas.objects import FlowRun, StateType
-from prefect.client.schemas.sorting import LogSort
+from prefect.client.schemas.objects import FlowRun, StateType, TaskRun
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import get_current_settings
 from prefect.states import Scheduled, to_state_create
@@ -43,6 +41,8 @@ _BULK_CREATE = "/deployments/{id}/create_flow_run/bulk"
 # How the bulk create reports a run that met another writer on SQLite (it answers 200 and
 # reports each run, so the transport's retry of 503 answers does not apply).
 _BUSY = "database is locked"
+# Task runs read for a flow run: four stages per execution, a few executions.
+TASK_RUNS_READ = 100
 _UNENDED = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.CANCELLING]
 
 
@@ -160,16 +160,14 @@ class Orchestrator:
             )
         return runs[0] if runs else None
 
-    async def latest_log_lines(self, flow_run_id: UUID, count: int) -> list[str]:
-        """The last `count` lines a flow run has logged so far, newest first (Prefect
-        receives them in batches, every couple of seconds)."""
+    async def task_runs(self, flow_run_id: UUID) -> list[TaskRun]:
+        """The task runs of a flow run so far: its stages, of every execution (Prefect
+        records them from their events, within a second or two)."""
         with self._reaching_prefect():
-            logs = await self._client.read_logs(
-                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
-                sort=LogSort.TIMESTAMP_DESC,
-                limit=count,
+            return await self._client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                limit=TASK_RUNS_READ,
             )
-        return [log.message for log in logs]
 
     def ui_page(self, flow_run_id: UUID) -> str | None:
         """The flow run's page in the Prefect UI (PREFECT_UI_URL, which Prefect derives

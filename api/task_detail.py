@@ -1,30 +1,25 @@
-"""`GET /tasks/{id}`: more than a status word, read from the task's flow run and its log.
+"""`GET /tasks/{id}`: more than a status word, read from the task's flow run and its task runs.
 
-The flow logs each stage's start, every failed attempt, its end with its time, and the
-message of a failure (flows.compute: STARTED, ATTEMPT_FAILED, DONE, FAILED); this reads
-them back. The API does not import flows (DESIGN.md §3), so the shapes are repeated here
-as patterns, and a test pins both.
+Each stage is a task run of the flow run (flows.stages): its time is the task run's, its
+attempts the task run's `run_count`, and the upload stage's Completed state names the
+keys it wrote. The API does not import flows (DESIGN.md §3), so that message's prefix is
+repeated here, and a test pins both.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from uuid import UUID
 
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.objects import FlowRun, StateType, TaskRun
 from pydantic import BaseModel, Field
 
-from api.task_status import STAGES, needs_stage, task_status
+from api.task_status import latest_execution, needs_stage, stage_of, task_status
 from contract.models import TaskStatus
 
-_STARTED = re.compile(r"(?P<stage>\w+): started")
-_DONE = re.compile(r"(?P<stage>\w+): (?P<what>.*) \((?P<ms>\d+) ms\)", re.S)
-_ATTEMPT_FAILED = re.compile(r"(?P<stage>\w+): attempt \d+ of \d+ failed: .*", re.S)
-_FAILED = re.compile(r"(?P<stage>\w+): failed: (?P<message>.*)", re.S)
+# How the upload stage's Completed state message starts, before the keys it wrote.
+OUTPUTS = "outputs: "
 _ERROR_STATES = (StateType.FAILED, StateType.CRASHED, StateType.CANCELLED)
-# How many of a run's latest log lines to read: a task logs about ten, plus its retries.
-LOG_LINES_FOR_DETAIL = 200
 
 
 class StageDetail(BaseModel):
@@ -46,42 +41,30 @@ class TaskDetail(BaseModel):
     prefect_ui: str | None = Field(description="the flow run's page in the Prefect UI")
 
 
-@dataclass
-class RunLog:
-    """What a run's log says about its latest execution."""
+def stage_detail(task_run: TaskRun) -> StageDetail:
+    """A stage's time (from its first start to its end, retries included, once it has
+    completed) and its attempts."""
+    ms = None
+    if task_run.state_type == StateType.COMPLETED and task_run.start_time and task_run.end_time:
+        ms = round((task_run.end_time - task_run.start_time).total_seconds() * 1000, 1)
+    return StageDetail(ms=ms, attempts=task_run.run_count)
 
-    stage: str | None = None
-    stages: dict[str, StageDetail] = field(default_factory=dict)
-    data_out: list[str] = field(default_factory=list)
-    error_message: str | None = None
 
-
-def read_run_log(lines: list[str]) -> RunLog:
-    """Read the flow's lines, oldest first; a `fetch: started` begins a new execution."""
-    found = RunLog()
-    for line in lines:
-        if (match := _STARTED.fullmatch(line)) and match["stage"] in STAGES:
-            stage = match["stage"]
-            if stage == "fetch":
-                found = RunLog()
-            found.stage = stage
-            found.stages[stage] = StageDetail(ms=None, attempts=1)
-        elif (match := _ATTEMPT_FAILED.fullmatch(line)) and match["stage"] in found.stages:
-            found.stages[match["stage"]].attempts += 1
-        elif (match := _FAILED.fullmatch(line)) and match["stage"] in found.stages:
-            found.error_message = match["message"]
-        elif (match := _DONE.fullmatch(line)) and match["stage"] in found.stages:
-            found.stages[match["stage"]].ms = float(match["ms"])
-            if match["stage"] == "upload":
-                found.data_out = match["what"].split(", ")
-    return found
+def outputs_of(task_runs: Sequence[TaskRun]) -> list[str]:
+    """The keys the upload stage wrote, from its Completed state's message."""
+    for run in task_runs:
+        if run.name == "upload" and run.state_type == StateType.COMPLETED and run.state:
+            message = run.state.message or ""
+            if message.startswith(OUTPUTS):
+                return [key for key in message.removeprefix(OUTPUTS).split(", ") if key]
+    return []
 
 
 def task_detail(
-    task_id: UUID, flow_run: FlowRun | None, log_lines: list[str], prefect_ui: str | None
+    task_id: UUID, flow_run: FlowRun | None, task_runs: Sequence[TaskRun], prefect_ui: str | None
 ) -> TaskDetail:
     """The detail of a task from its flow run (None while it waits in the journal) and
-    the run's log lines, oldest first."""
+    the flow run's task runs."""
     if flow_run is None:
         return TaskDetail(
             task_id=task_id,
@@ -94,19 +77,20 @@ def task_detail(
             error_message=None,
             prefect_ui=None,
         )
-    run_log = read_run_log(log_lines)
+    execution = latest_execution(task_runs)
     state = flow_run.state_type
-    error_message = run_log.error_message
-    if error_message is None and state in _ERROR_STATES and flow_run.state is not None:
+    error_message = None
+    if state in _ERROR_STATES and flow_run.state is not None:
+        # The flow ends a failed run with the message the engine got (flows.compute).
         error_message = flow_run.state.message
     return TaskDetail(
         task_id=task_id,
-        status=task_status(state, run_log.stage if needs_stage(state) else None).value,
+        status=task_status(state, stage_of(execution) if needs_stage(state) else None).value,
         flow_run_id=flow_run.id,
         state=flow_run.state_name,
         runs=flow_run.run_count,
-        stages=run_log.stages,
-        data_out=run_log.data_out,
+        stages={run.name: stage_detail(run) for run in execution},
+        data_out=outputs_of(execution),
         error_message=error_message,
         prefect_ui=prefect_ui,
     )

@@ -59,6 +59,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import metadata
 from pathlib import Path
@@ -545,6 +546,62 @@ class BurstResult:
     peak_rss_by_role_mb: dict[str, float]
     rss_samples: int
     cpu_s_by_role: dict[str, float]
+    # Per flow run: when Prefect recorded its last task run, after the run's end (s).
+    task_run_lag_s: list[float] = field(default_factory=list)
+    # Flow runs whose stages were not all recorded within TASK_RUNS_RECORDED.
+    task_runs_unrecorded: int = 0
+
+
+# Stages per flow run, and how long a burst's task runs are waited for once it ends.
+STAGES = 4
+TASK_RUNS_RECORDED = 60.0
+
+
+def _paged(url: str, body: dict[str, Any], page: int = 200) -> list[dict[str, Any]]:
+    """Every record of one of Prefect's `/filter` endpoints."""
+    records: list[dict[str, Any]] = []
+    while True:
+        batch = httpx.post(url, json={**body, "limit": page, "offset": len(records)}, timeout=30)
+        batch.raise_for_status()
+        records += batch.json()
+        if len(batch.json()) < page:
+            return records
+
+
+def task_run_lags(h: Harness, task_ids: Sequence[str]) -> tuple[list[float], int]:
+    """How long after each flow run's end Prefect had recorded the last of its task runs
+    (its recorder writes them from the worker's events), from the server's own times: the
+    flow run's `end_time` and the task runs' `updated`. Waits until every run of the burst
+    has its four stages recorded as ended, or TASK_RUNS_RECORDED s; the lags, and how many
+    runs were still short of them."""
+    names = {"flow_runs": {"name": {"any_": list(task_ids)}}}
+
+    def recorded() -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+        runs = _paged(f"{h.prefect_api}/flow_runs/filter", names)
+        stages: dict[str, list[dict[str, Any]]] = {run["id"]: [] for run in runs}
+        for task_run in _paged(f"{h.prefect_api}/task_runs/filter", names):
+            if task_run["state_type"] in ("COMPLETED", "FAILED", "CRASHED"):
+                stages.setdefault(task_run["flow_run_id"], []).append(task_run)
+        return runs, stages
+
+    def complete() -> bool:
+        runs, stages = recorded()
+        return all(len(stages[run["id"]]) >= STAGES for run in runs)
+
+    wait(complete, TASK_RUNS_RECORDED, interval=0.5)
+    runs, stages = recorded()
+    lags = [
+        (
+            max(_at(task_run["updated"]) for task_run in stages[run["id"]]) - _at(run["end_time"])
+        ).total_seconds()
+        for run in runs
+        if run["end_time"] and len(stages[run["id"]]) >= STAGES
+    ]
+    return lags, len(task_ids) - len(lags)
+
+
+def _at(timestamp: str) -> datetime:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
 
 
 def burst_case(h: Harness, n: int, pooled: bool) -> BurstResult:
@@ -557,6 +614,7 @@ def burst_case(h: Harness, n: int, pooled: bool) -> BurstResult:
         accepted = [tid for tid, answer in zip(ids, answers, strict=True) if answer.status == 200]
         h.engine.wait_final(accepted, h.task_timeout)
     cpu_after = cpu_by_role(h.roots)
+    lags, unrecorded = task_run_lags(h, accepted)
     done = [at for tid in accepted if (at := h.engine.finished_at(tid)) is not None]
     wall = max(done) - min(answer.sent for answer in answers) if done else None
     times = [answer.ms for answer in answers]
@@ -577,6 +635,8 @@ def burst_case(h: Harness, n: int, pooled: bool) -> BurstResult:
         cpu_s_by_role={
             role: round(cpu_after.get(role, 0.0) - used, 2) for role, used in cpu_before.items()
         },
+        task_run_lag_s=[round(lag, 3) for lag in lags],
+        task_runs_unrecorded=unrecorded,
     )
 
 
@@ -672,6 +732,13 @@ class Figure:
             return None
         op, limit = self.target
         return self.measured <= limit if op == "<=" else self.measured >= limit
+
+
+def cpu_ms_per_run(rep: Repetition, role: str) -> float | None:
+    """A process's CPU over the pooled burst, per flow run that finished."""
+    burst = rep.burst_pooled
+    cpu = burst.cpu_s_by_role.get(role)
+    return cpu * 1000 / burst.finished if cpu is not None and burst.finished else None
 
 
 def server_cpu_ratio(rep: Repetition) -> float | None:
@@ -806,6 +873,34 @@ def figures(reps: Sequence[Repetition], tasks: int) -> list[Figure]:
             "x",
             med(server_cpu_ratio),
             None,
+        ),
+        Figure(
+            "worker_cpu_ms_per_run",
+            "  the worker's CPU over that burst, per flow run",
+            "ms",
+            med(lambda rep: cpu_ms_per_run(rep, "worker")),
+            ("<=", 60),
+        ),
+        Figure(
+            "server_cpu_ms_per_run",
+            "  the Prefect server's CPU over that burst, per flow run",
+            "ms",
+            med(lambda rep: cpu_ms_per_run(rep, "prefect_server")),
+            ("<=", 100),
+        ),
+        Figure(
+            "task_run_lag_max_s",
+            "task runs recorded after their flow run's end, max (pooled)",
+            "s",
+            med(lambda rep: max(rep.burst_pooled.task_run_lag_s, default=None)),
+            ("<=", 2),
+        ),
+        Figure(
+            "task_runs_unrecorded",
+            "  flow runs with a stage unrecorded a minute after the burst",
+            "",
+            med(lambda rep: rep.burst_pooled.task_runs_unrecorded),
+            ("<=", 0),
         ),
         Figure(
             "tasks_missing",

@@ -1,4 +1,4 @@
-"""The HTTP transport of this service's Prefect clients: SQLite-busy answers retried at once.
+"""The HTTP transport of the API's Prefect client: SQLite-busy answers retried at once.
 
 A Prefect server on SQLite answers 503 when a write meets another one in flight
 ("database is locked"); Prefect's client then waits 2, 4, 8 s before it tries again.
@@ -6,6 +6,12 @@ Under a burst most flow-run creations met that wait (68 of 71 busy answers in on
 of the benchmark were creations). The lock is held for milliseconds, so this transport
 tries again after 10 ms, doubling up to `attempts` times, before Prefect's client sees
 the 503. A 503 means the server rolled the request back, so sending it again is safe.
+
+The worker's clients do without it (flows.engine.shared_clients): Prefect's task engine
+shares a client only when its `httpx_settings` are Prefect's own, which was worth more
+(two clients and SSL contexts fewer per task run). Since the server begins every write
+IMMEDIATE (deployments.prefect_server), a write waits for the lock rather than meeting a
+busy answer; one that still does falls back on Prefect's own retries.
 """
 
 from __future__ import annotations

@@ -22,13 +22,23 @@ def work_pool_name(settings: CommonSettings, slug: str) -> str:
     return settings.work_pool or slug
 
 
-class S3Target(BaseModel):
-    """Where a task's files live; the credentials are sealed (see core.sealing)."""
+class S3Location(BaseModel):
+    """Where a task's files live."""
 
     host: str
     region: str
     bucket: str
+
+
+class S3Target(S3Location):
+    """Where a task's files live, and the credentials to reach them, sealed (see
+    core.sealing)."""
+
     sealed_credentials: str
+
+    def location(self) -> S3Location:
+        """Where the files are, without any credential."""
+        return S3Location(host=self.host, region=self.region, bucket=self.bucket)
 
 
 class RunParameters(BaseModel):

@@ -15,7 +15,7 @@ from core.logs import configure_logging
 from core.runs import work_pool_name
 from flows.callback import close_client as close_callback_client
 from flows.deployment import ensure_deployment
-from flows.engine import shared_clients, skip_per_run_threads
+from flows.engine import quiet_completed_task_runs, shared_clients, skip_per_run_threads
 from flows.metrics import serve as serve_metrics
 from flows.runtime import runtime
 from flows.worker import Worker
@@ -29,6 +29,7 @@ async def serve(stop: asyncio.Event) -> None:
     serve_metrics(rt.settings.worker_metrics_host, rt.settings.worker_metrics_port)
     await rt.pool.warm()
     skip_per_run_threads()
+    quiet_completed_task_runs()
     async with shared_clients() as client:
         deployment_id = await ensure_deployment(client, rt.service, pool)
         worker = Worker(

@@ -1,14 +1,11 @@
-"""The flow every task runs as: fetch → process → upload → notify.
+"""The flow every task runs as: fetch → process → upload → notify, each a Prefect task.
 
-The stages are steps of the one flow run, not Prefect task runs: a task run costs the
-Prefect server its state events and the records it makes of them, which was half of the
-server's CPU per task (dropping them took a burst from 1.0 to 2.2 tasks/s). The run's log
-in the UI shows every stage and every retry instead; each line the flow logs starts with
-its stage (`fetch: ...`), which is how the API tells the stage of a running task
-(`api.task_status`) and reads its stage times (`api.task_detail`). S3 and callback
-stages retry `TransientError`s with exponential backoff and jitter; everything else
-fails at once. Whatever goes wrong, the engine is told: an `error` callback from the
-flow itself, or from the crash and cancellation hooks when the flow cannot run on.
+The stages are task runs of the flow run (flows.stages), so the run's page in the Prefect
+UI shows each with its state, duration and retries, and the API reads a task's stage and
+stage times from them (api.task_status, api.task_detail). Whatever goes wrong, the engine
+is told: an `error` callback from the flow itself, or from the failure, crash and
+cancellation hooks when the flow cannot run on. A flow run that failed ends with the very
+message the engine got.
 
 With PROGRESS_UPDATES the engine also hears `fetching`, `processing` and `saving` as
 those stages start. Each run ends with one `summary:` line (outcome, stage times,
@@ -17,121 +14,41 @@ sizes) and is counted in the worker's metrics (flows.metrics).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
-from uuid import UUID, uuid4
+from typing import Any, TypeVar
+from uuid import UUID
 
 from prefect import Flow, flow, get_run_logger
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.context import FlowRunContext
 from prefect.logging.loggers import flow_run_logger
+from prefect.states import Failed
 
-from contract.description import extension_of
 from contract.models import TaskStatus, TaskUpdate
-from core.runs import FLOW_NAME, RunParameters, S3Target
-from flows import storage
+from core.runs import FLOW_NAME, RunParameters, S3Location, S3Target
 from flows.callback import send_update
 from flows.errors import PermanentError, TaskError, TransientError
-from flows.inputs import pair_inputs
 from flows.metrics import ERRORED, FINISHED, RUNNING, STAGE_SECONDS, TASK_SECONDS
 from flows.runtime import runtime
+from flows.stages import stages
 from services.base import Blob
-
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
 
 T = TypeVar("T")
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
-# The stage names that start the flow's log lines, and what `GET /tasks/{id}/status`
-# reports while each runs (the API repeats these in api.task_status.STAGES).
+# The stages (the task runs' names), and what `GET /tasks/{id}/status` reports while each
+# runs (the API repeats these in api.task_status.STAGES).
 STAGES = {
     "fetch": TaskStatus.FETCHING,
     "process": TaskStatus.PROCESSING,
     "upload": TaskStatus.SAVING,
     "notify": TaskStatus.SAVING,
 }
-# The lines the API reads back from a run's log (api.task_detail parses them).
-STARTED = "%s: started"
-DONE = "%s: %s (%.0f ms)"
-ATTEMPT_FAILED = "%s: attempt %d of %d failed: %s; trying again in %.1f s"
-FAILED = "%s: failed: %s"
-
-
-async def with_retries(
-    stage: str, retries: int, step: Callable[[], Awaitable[T]], log: Logger
-) -> T:
-    """Run `step`, again after a `TransientError` up to `retries` times, waiting
-    RETRY_BASE_DELAY x 2^n seconds (±50 % jitter) between attempts; log each failure."""
-    base = runtime().settings.retry_base_delay
-    for attempt in range(retries + 1):
-        try:
-            return await step()
-        except TransientError as error:
-            if attempt == retries:
-                raise
-            delay = base * 2**attempt * random.uniform(0.5, 1.5)
-            log.warning(
-                ATTEMPT_FAILED,
-                stage,
-                attempt + 1,
-                retries + 1,
-                error.message,
-                delay,
-            )
-            await asyncio.sleep(delay)
-    raise AssertionError("unreachable")  # the last attempt returned or raised
-
-
-def _s3_client(s3: S3Target) -> S3Client:
-    """A client for the task's S3, its credentials opened only here, in the stage."""
-    rt = runtime()
-    return storage.client_for(s3, rt.sealer.unseal(s3.sealed_credentials), rt.settings.s3_timeout)
-
-
-async def fetch(s3: S3Target, data_in: list[str]) -> dict[str, Blob]:
-    """Check every input's type against its field, then read them all from S3."""
-    rt = runtime()
-    paired = pair_inputs(rt.service.description.data_in_fields, data_in)
-    client = _s3_client(s3)
-    contents = await asyncio.gather(
-        *(
-            asyncio.to_thread(
-                storage.get_object, client, s3, item.key, f"input '{item.field}' ('{item.key}')"
-            )
-            for item in paired
-        )
-    )
-    return {item.field: Blob(data, item.type) for item, data in zip(paired, contents, strict=True)}
-
-
-async def upload(s3: S3Target, outputs: Mapping[str, Blob]) -> list[str]:
-    """Write each output under a new `<uuid4><extension>` key, in the order of the fields."""
-    rt = runtime()
-    client = _s3_client(s3)
-    fields = rt.service.description.data_out_fields
-    keys = [f"{uuid4()}{extension_of(outputs[field.name].type)}" for field in fields]
-    await asyncio.gather(
-        *(
-            asyncio.to_thread(
-                storage.put_object,
-                client,
-                s3,
-                key,
-                outputs[field.name].data,
-                outputs[field.name].type.value,
-            )
-            for field, key in zip(fields, keys, strict=True)
-        )
-    )
-    return keys
 
 
 def _size(blobs: Mapping[str, Blob]) -> int:
@@ -181,12 +98,12 @@ class RunRecord:
             FINISHED.inc()
         else:
             ERRORED.labels(self.stage, reason).inc()
-        stages = ", ".join(f"{name} {ms:.0f} ms" for name, ms in self.stage_ms.items())
+        times = ", ".join(f"{name} {ms:.0f} ms" for name, ms in self.stage_ms.items())
         log.info(
             "summary: %s in %.0f ms (%s); in: %d file(s), %d bytes; out: %d file(s), %d bytes",
             outcome,
             elapsed * 1000,
-            stages or "no stage ran",
+            times or "no stage ran",
             self.files_in,
             self.bytes_in,
             self.files_out,
@@ -238,19 +155,13 @@ handed_back: set[UUID] = set()
 
 
 async def tell_engine_error(callback_url: str, message: str) -> None:
-    """PATCH an `error` update outside a flow run's stages, retrying transient faults."""
-    settings = runtime().settings
+    """PATCH an `error` update outside a flow run's stages (a hook, the reaper), with the
+    notify stage's retries."""
     update = TaskUpdate(status=TaskStatus.ERROR, error_message=message)
-    log = logging.getLogger(__name__)
     try:
-        await with_retries(
-            "notify",
-            settings.callback_retries,
-            lambda: send_update(callback_url, update, settings.callback_timeout),
-            log,
-        )
+        await stages().notify(callback_url, update)
     except TaskError as error:
-        log.error("error callback not delivered: %s", error)
+        logging.getLogger(__name__).error("error callback not delivered: %s", error)
 
 
 async def _report_abnormal_end(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
@@ -294,34 +205,35 @@ _UNUSED_RESULT_STORAGE = Path(tempfile.gettempdir()) / "results"
     on_crashed=[_report_abnormal_end],
     on_cancellation=[_report_abnormal_end],
 )
-async def compute(task_id: UUID, data_in: list[str], s3: S3Target, callback_url: str) -> list[str]:
+async def compute(
+    task_id: UUID, data_in: list[str], s3: S3Target, callback_url: str
+) -> list[str] | State[Any]:
     """Run one engine task and PATCH its outcome to `callback_url`."""
     # As stored in Prefect (JSON), unless called with the objects themselves.
     parameters = RunParameters.model_validate(
         {"task_id": task_id, "data_in": data_in, "s3": s3, "callback_url": callback_url}
     )
-    data_in, s3 = parameters.data_in, parameters.s3
     log = get_run_logger()
     run_id, run = _begin(callback_url)
     RUNNING.inc()
     try:
         try:
-            keys = await _fetch_process_upload(run, data_in, s3, log)
+            keys = await _fetch_process_upload(run, parameters.data_in, parameters.s3.location())
         except Exception as error:
             message = describe(error)
-            log.error(FAILED, run.stage, message)
             if run_id is not None:
                 _reported.add(run_id)
                 _records.pop(run_id, None)
             failed_stage, failure = run.stage, run.failure or reason_class(error)
             try:
-                await _notify(run, TaskUpdate(status=TaskStatus.ERROR, error_message=message), log)
+                await _notify(run, TaskUpdate(status=TaskStatus.ERROR, error_message=message))
             finally:
                 run.stage = failed_stage
                 run.end("error", failure, log)
-            raise PermanentError(message) from None
+            # The run's state says why, in the words the engine got.
+            return Failed(message=message)
         # A failure to deliver this is the hook's to report, and to count.
-        await _notify(run, TaskUpdate(status=TaskStatus.FINISHED, data_out=keys), log)
+        await _notify(run, TaskUpdate(status=TaskStatus.FINISHED, data_out=keys))
         if run_id is not None:
             _records.pop(run_id, None)
         run.end("finished", "", log)
@@ -330,50 +242,26 @@ async def compute(task_id: UUID, data_in: list[str], s3: S3Target, callback_url:
         RUNNING.dec()
 
 
-async def _fetch_process_upload(
-    run: RunRecord, data_in: list[str], s3: S3Target, log: Logger
-) -> list[str]:
-    settings = runtime().settings
-    inputs = await _stage(
-        run,
-        "fetch",
-        settings.transient_retries,
-        lambda: fetch(s3, data_in),
-        lambda inputs: f"{len(inputs)} input(s), {_size(inputs)} bytes",
-        log,
-    )
+async def _fetch_process_upload(run: RunRecord, data_in: list[str], s3: S3Location) -> list[str]:
+    stage = stages()
+    inputs: dict[str, Blob] = await _stage(run, "fetch", lambda: stage.fetch(s3, data_in))
     run.files_in, run.bytes_in = len(inputs), _size(inputs)
-    outputs = await _stage(
-        run,
-        "process",
-        0,
-        lambda: runtime().pool.run(inputs),
-        lambda outputs: f"{len(outputs)} output(s), {_size(outputs)} bytes",
-        log,
-    )
+    outputs: dict[str, Blob] = await _stage(run, "process", lambda: stage.process(inputs))
     run.files_out, run.bytes_out = len(outputs), _size(outputs)
-    return await _stage(
-        run, "upload", settings.transient_retries, lambda: upload(s3, outputs), ", ".join, log
-    )
+    # The upload's own Completed state, naming the keys (flows.stages.upload).
+    uploaded: State[list[str]] = await _stage(run, "upload", lambda: stage.upload(s3, outputs))
+    return await uploaded.aresult()
 
 
-async def _stage(
-    run: RunRecord,
-    name: str,
-    retries: int,
-    step: Callable[[], Awaitable[T]],
-    summary: Callable[[T], str],
-    log: Logger,
-) -> T:
-    """One stage, with its start, its retries, its outcome and its time in the run's log
-    and the metrics; the engine hears of its start if PROGRESS_UPDATES asks for it."""
+async def _stage(run: RunRecord, name: str, step: Callable[[], Awaitable[T]]) -> T:
+    """One stage's task run, and its time in the summary and the metrics; the engine
+    hears of its start first if PROGRESS_UPDATES asks for it."""
     run.stage = name
     if run.progress and name != "notify":
-        await _progress(run, STAGES[name], log)
-    log.info(STARTED, name)
+        await _progress(run, STAGES[name])
     started = time.perf_counter()
     try:
-        result = await with_retries(name, retries, step, log)
+        return await step()
     except Exception as error:
         run.failure = reason_class(error)
         raise
@@ -381,11 +269,9 @@ async def _stage(
         elapsed = time.perf_counter() - started
         run.stage_ms[name] = elapsed * 1000
         STAGE_SECONDS.labels(name).observe(elapsed)
-    log.info(DONE, name, summary(result), elapsed * 1000)
-    return result
 
 
-async def _progress(run: RunRecord, status: TaskStatus, log: Logger) -> None:
+async def _progress(run: RunRecord, status: TaskStatus) -> None:
     """PATCH an intermediate status once, before the stage starts (so the engine hears
     them in order); a failure is logged and the task carries on."""
     if status == run.last_progress:
@@ -395,17 +281,9 @@ async def _progress(run: RunRecord, status: TaskStatus, log: Logger) -> None:
     try:
         await send_update(run.callback_url, TaskUpdate(status=status), settings.callback_timeout)
     except TaskError as error:
-        log.warning("%s: progress update not delivered: %s", run.stage, error.message)
+        get_run_logger().warning("%s: progress update not delivered: %s", run.stage, error.message)
 
 
-async def _notify(run: RunRecord, update: TaskUpdate, log: Logger) -> None:
+async def _notify(run: RunRecord, update: TaskUpdate) -> None:
     """PATCH the engine with how the task ended."""
-    settings = runtime().settings
-    await _stage(
-        run,
-        "notify",
-        settings.callback_retries,
-        lambda: send_update(run.callback_url, update, settings.callback_timeout),
-        lambda _: f"told the engine: {update.status.value}",
-        log,
-    )
+    await _stage(run, "notify", lambda: stages().notify(run.callback_url, update))

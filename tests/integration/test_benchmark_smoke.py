@@ -33,11 +33,16 @@ def test_benchmark_writes_every_figure(tmp_path: Path) -> None:
         "peak_rss_mb",
         "overhead_ratio",
         "server_cpu_ratio",
+        "worker_cpu_ms_per_run",
+        "server_cpu_ms_per_run",
+        "task_run_lag_max_s",
+        "task_runs_unrecorded",
         "tasks_missing",
     }
     missing = [key for key, figure in figures.items() if figure["measured"] is None]
     assert not missing, f"figures without a value: {missing}"
     assert figures["tasks_missing"]["measured"] == 0
+    assert figures["task_runs_unrecorded"]["measured"] == 0
     assert figures["peak_rss_mb"]["measured"] > 0
     assert report["machine"]["nproc"] >= 1
     assert report["machine"]["memory_total_mb"] > 0

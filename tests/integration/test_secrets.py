@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import S3_SECRET, WORKDIR
-from tests.integration.conftest import Client, image_bytes
+from tests.integration.conftest import ACCESS_KEY, Client, image_bytes, wait_for
 
 pytestmark = pytest.mark.integration
+STAGES = {"fetch", "process", "upload", "notify"}
 
 
 def test_secret_absent_from_parameters_database_and_logs(client: Client) -> None:
@@ -30,7 +34,7 @@ def test_secret_absent_from_parameters_database_and_logs(client: Client) -> None
         parameters = run["parameters"]
         assert parameters["s3"]["sealed_credentials"]
         assert S3_SECRET not in str(parameters)
-        assert "test-access-key" not in str(parameters)
+        assert ACCESS_KEY not in str(parameters)
 
     written = [path for path in WORKDIR.rglob("*") if path.is_file()]
     assert any(path.name.startswith("prefect.db") for path in written)
@@ -39,3 +43,71 @@ def test_secret_absent_from_parameters_database_and_logs(client: Client) -> None
         assert S3_SECRET.encode() not in path.read_bytes(), f"secret found in {path}"
     for update in client.engine.updates[good] + client.engine.updates[bad]:
         assert S3_SECRET not in str(update)
+
+
+def test_secret_absent_from_task_runs_and_events(client: Client) -> None:
+    """Every task run and every event Prefect holds (this suite's whole history, the
+    stages of a finished task's run among them) is free of the secret and the access key;
+    task runs and their events hold not even the sealed credentials."""
+    task_id = client.submit([client.put(image_bytes("PNG"), ".png"), client.put(b"90", ".txt")])
+    assert client.engine.final(task_id)["status"] == "finished"
+    flow_run = client.flow_run(task_id)
+    sealed = flow_run["parameters"]["s3"]["sealed_credentials"]
+
+    def stages_recorded() -> bool:
+        return {run["name"] for run in _task_runs(client, flow_run["id"])} == STAGES
+
+    wait_for(stages_recorded, 30, "the four task runs of the run to be recorded")
+    task_runs = list(_all(client, "/task_runs/filter"))
+    events = list(_events(client))
+    task_run_events = [
+        event
+        for event in events
+        if event["resource"]["prefect.resource.id"].startswith("prefect.task-run.")
+    ]
+    assert task_runs
+    assert task_run_events
+    for what, records, secrets in (
+        ("task runs", task_runs, (S3_SECRET, ACCESS_KEY, sealed)),
+        ("task-run events", task_run_events, (S3_SECRET, ACCESS_KEY, sealed)),
+        ("events", events, (S3_SECRET, ACCESS_KEY)),
+    ):
+        text = json.dumps(records)
+        for secret in secrets:
+            assert secret not in text, f"a credential found in Prefect's {what}"
+
+
+def _task_runs(client: Client, flow_run_id: str) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = httpx.post(
+        f"{client.stack.prefect_api}/task_runs/filter",
+        json={"flow_runs": {"id": {"any_": [flow_run_id]}}},
+        timeout=10,
+    ).json()
+    return runs
+
+
+def _all(client: Client, path: str, page: int = 200) -> Iterator[dict[str, Any]]:
+    """Every record of a `/filter` endpoint, page by page."""
+    offset = 0
+    while True:
+        records = httpx.post(
+            f"{client.stack.prefect_api}{path}", json={"limit": page, "offset": offset}, timeout=30
+        ).json()
+        yield from records
+        if len(records) < page:
+            return
+        offset += page
+
+
+def _events(client: Client) -> Iterator[dict[str, Any]]:
+    """Every event the server stored, page by page."""
+    answer = httpx.post(
+        f"{client.stack.prefect_api}/events/filter",
+        json={"filter": {"occurred": {"since": "2000-01-01T00:00:00Z"}}, "limit": 50},
+        timeout=30,
+    ).json()
+    while True:
+        yield from answer["events"]
+        if not answer.get("next_page"):
+            return
+        answer = httpx.get(answer["next_page"], timeout=30).json()

@@ -8,21 +8,20 @@ import threading
 from uuid import uuid4
 
 import prefect.flow_engine
+from prefect import flow, task
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
-from prefect.context import AsyncClientContext, SyncClientContext
+from prefect.context import AsyncClientContext, SyncClientContext, TaskRunContext
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Pending
 
-from core.prefect_transport import BusyRetryTransport
 from flows.engine import ClaimedRuns, record_owners, shared_clients, skip_per_run_threads
 from tests.integration.conftest import RunningStack, idle_worker, run_an_hour_ahead
 
 
 def test_runs_inside_share_one_client_of_each_kind(stack: RunningStack) -> None:
     """Inside shared_clients, the client contexts the flow engine takes for each run are
-    the shared ones, so flow runs create no client (and no SSL context) of their own; the
-    async client retries SQLite-busy answers itself."""
+    the shared ones, so flow runs create no client (and no SSL context) of their own."""
 
     async def scenario() -> None:
         with temporary_settings({PREFECT_API_URL: stack.prefect_api}):
@@ -31,8 +30,31 @@ def test_runs_inside_share_one_client_of_each_kind(stack: RunningStack) -> None:
                     assert async_context.client is client
                 with SyncClientContext.get_or_create() as sync_context:
                     assert get_client(sync_client=True) is sync_context.client
-                transport = client._client._transport
-                assert isinstance(transport, BusyRetryTransport)
+
+    asyncio.run(scenario())
+
+
+def test_task_runs_inside_use_the_shared_client(stack: RunningStack) -> None:
+    """A task run of a flow run inside shared_clients talks to Prefect through the shared
+    client: Prefect's task engine reuses it only when its `httpx_settings` are Prefect's
+    own (none), and builds two clients per task run otherwise."""
+    seen: list[object] = []
+
+    @task(persist_result=False)
+    async def stage() -> None:
+        context = TaskRunContext.get()
+        assert context is not None
+        seen.append(context.client)
+
+    @flow(persist_result=False)
+    async def stages() -> None:
+        await stage()
+
+    async def scenario() -> None:
+        with temporary_settings({PREFECT_API_URL: stack.prefect_api}):
+            async with shared_clients() as client:
+                await stages()
+                assert seen == [client]
 
     asyncio.run(scenario())
 

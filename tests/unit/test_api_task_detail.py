@@ -1,70 +1,51 @@
-"""api.task_detail: reading a run's log back into stage times, attempts, outputs, errors."""
+"""api.task_detail: stage times, attempts, outputs and errors from a flow run's task runs."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
-from prefect.client.schemas.objects import FlowRun, State
+from prefect.client.schemas.objects import FlowRun, State, TaskRun
 from prefect.states import Completed, Failed, Running
 
-from api.task_detail import read_run_log, task_detail
-from flows.compute import ATTEMPT_FAILED, DONE, FAILED, STARTED
+from api.task_detail import OUTPUTS, task_detail
+from flows.stages import OUTPUTS as FLOW_OUTPUTS
+
+START = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 
 
-def lines(*records: tuple[str, tuple[object, ...]]) -> list[str]:
-    """Lines formatted exactly as the flow formats them."""
-    return [template % args for template, args in records]
-
-
-FINISHED_RUN = lines(
-    (STARTED, ("fetch",)),
-    (ATTEMPT_FAILED, ("fetch", 1, 6, "S3 answered 503 for input", 0.2)),
-    (DONE, ("fetch", "1 input(s), 20 bytes", 41.6)),
-    (STARTED, ("process",)),
-    (DONE, ("process", "1 output(s), 99 bytes", 7.0)),
-    (STARTED, ("upload",)),
-    (DONE, ("upload", "a.json, b.png", 12.0)),
-    (STARTED, ("notify",)),
-    (DONE, ("notify", "told the engine: finished", 3.0)),
-    ("summary: finished in 80 ms (fetch 42 ms, ...); in: 1 file(s), 20 bytes", ()),
-)
-
-
-def test_stage_times_attempts_and_outputs_are_read() -> None:
-    """Each stage's time and attempts, and the upload's keys, come from the flow's lines."""
-    read = read_run_log(["Beginning flow run", *FINISHED_RUN, "Finished in state Completed()"])
-    assert list(read.stages) == ["fetch", "process", "upload", "notify"]
-    assert (read.stages["fetch"].ms, read.stages["fetch"].attempts) == (42, 2)
-    assert (read.stages["process"].ms, read.stages["process"].attempts) == (7, 1)
-    assert read.data_out == ["a.json", "b.png"]
-    assert read.error_message is None
-    assert read.stage == "notify"
-
-
-def test_a_failure_gives_its_message_and_no_time() -> None:
-    """A failed stage has no time; its message is the one the engine got."""
-    read = read_run_log(
-        lines(
-            (STARTED, ("fetch",)),
-            (FAILED, ("fetch", "input 'table' ('x.csv') not found in bucket 'b'")),
-            (STARTED, ("notify",)),
-        )
+def task_run(
+    name: str,
+    state: State,
+    started: float,
+    ended: float | None = None,
+    run_count: int = 1,
+    execution: int = 1,
+) -> TaskRun:
+    """A task run as Prefect's API returns it, started and ended `started`/`ended` s in."""
+    return TaskRun(
+        name=name,
+        task_key=name,
+        dynamic_key="0",
+        flow_run_run_count=execution,
+        run_count=run_count,
+        state=state,
+        state_type=state.type,
+        state_name=state.name,
+        start_time=START + timedelta(seconds=started),
+        end_time=START + timedelta(seconds=ended) if ended is not None else None,
     )
-    assert read.stages["fetch"].ms is None
-    assert read.error_message == "input 'table' ('x.csv') not found in bucket 'b'"
-    assert read.data_out == []
 
 
-def test_a_rerun_shows_its_latest_execution_only() -> None:
-    """A second `fetch: started` starts afresh: the detail is of the latest execution."""
-    failed = lines((STARTED, ("fetch",)), (FAILED, ("fetch", "missing")))
-    read = read_run_log(failed + FINISHED_RUN)
-    assert read.error_message is None
-    assert read.stages["fetch"].attempts == 2
-    assert read.data_out == ["a.json", "b.png"]
+FINISHED_RUN = [
+    task_run("fetch", Completed(), 0.0, 0.042, run_count=2),
+    task_run("process", Completed(), 0.05, 0.057),
+    task_run("upload", Completed(message=OUTPUTS + "a.json, b.png"), 0.06, 0.072),
+    task_run("notify", Completed(), 0.08, 0.083),
+]
 
 
-def run(state: State) -> FlowRun:
+def run(state: State, run_count: int = 1) -> FlowRun:
     """A flow run as Prefect's API returns it, with its state's type and name filled in."""
     return FlowRun(
         flow_id=uuid.uuid4(),
@@ -72,8 +53,45 @@ def run(state: State) -> FlowRun:
         state=state,
         state_type=state.type,
         state_name=state.name,
-        run_count=1,
+        run_count=run_count,
     )
+
+
+def test_stage_times_attempts_and_outputs_are_read() -> None:
+    """Each stage's time and attempts (run_count), and the upload's keys, come from the
+    task runs, in the order they started."""
+    shown = task_detail(uuid.uuid4(), run(Completed()), FINISHED_RUN[::-1], None)
+    assert list(shown.stages) == ["fetch", "process", "upload", "notify"]
+    assert (shown.stages["fetch"].ms, shown.stages["fetch"].attempts) == (42, 2)
+    assert (shown.stages["process"].ms, shown.stages["process"].attempts) == (7, 1)
+    assert shown.data_out == ["a.json", "b.png"]
+    assert shown.error_message is None
+
+
+def test_the_outputs_prefix_equals_the_flows() -> None:
+    """The API's copy of the upload message's prefix equals the flow's."""
+    assert OUTPUTS == FLOW_OUTPUTS
+
+
+def test_a_failure_gives_the_runs_message_and_no_time() -> None:
+    """A failed stage has no time; the message is the failed flow run's, the engine's."""
+    message = "input 'table' ('x.csv') not found in bucket 'b'"
+    runs = [
+        task_run("fetch", Failed(message="Task run encountered an exception"), 0.0, 0.01),
+        task_run("notify", Completed(), 0.02, 0.03),
+    ]
+    shown = task_detail(uuid.uuid4(), run(Failed(message=message)), runs, None)
+    assert shown.stages["fetch"].ms is None
+    assert (shown.status, shown.error_message, shown.data_out) == ("error", message, [])
+
+
+def test_a_rerun_shows_its_latest_execution_only() -> None:
+    """The task runs of an earlier execution are left aside."""
+    failed = [task_run("fetch", Failed(), -10.0, -9.0, execution=1)]
+    rerun = [r.model_copy(update={"flow_run_run_count": 2}) for r in FINISHED_RUN]
+    shown = task_detail(uuid.uuid4(), run(Completed(), run_count=2), failed + rerun, None)
+    assert (shown.runs, shown.stages["fetch"].attempts) == (2, 2)
+    assert shown.data_out == ["a.json", "b.png"]
 
 
 def test_a_finished_run_is_detailed() -> None:
@@ -83,20 +101,21 @@ def test_a_finished_run_is_detailed() -> None:
     shown = task_detail(task_id, flow_run, FINISHED_RUN, "http://ui/runs/flow-run/1")
     assert shown.status == "finished"
     assert (shown.state, shown.runs, shown.flow_run_id) == ("Completed", 1, flow_run.id)
-    assert shown.data_out == ["a.json", "b.png"]
     assert shown.prefect_ui == "http://ui/runs/flow-run/1"
 
 
-def test_a_crashed_run_without_a_failure_line_gives_the_state_message() -> None:
-    """When the flow could not log why, the state's message says it."""
+def test_a_crashed_run_gives_the_state_message() -> None:
+    """A run that crashed says why in its state's message."""
     shown = task_detail(uuid.uuid4(), run(Failed(message="worker died")), [], None)
     assert (shown.status, shown.error_message) == ("error", "worker died")
 
 
 def test_a_running_run_shows_its_stage() -> None:
-    """While running, the status follows the last stage started."""
-    shown = task_detail(uuid.uuid4(), run(Running()), FINISHED_RUN[:6], None)
+    """While running, the status follows the stage whose task run runs."""
+    runs = [*FINISHED_RUN[:2], task_run("upload", Running(), 0.06)]
+    shown = task_detail(uuid.uuid4(), run(Running()), runs, None)
     assert shown.status == "saving"
+    assert shown.stages["upload"].ms is None
 
 
 def test_a_journaled_task_is_pending_without_a_run() -> None:

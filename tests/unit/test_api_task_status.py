@@ -1,13 +1,20 @@
-"""api.task_status: a flow run's state (and stage) as the engine's TaskStatus."""
+"""api.task_status: a flow run's state (and its current task run) as the engine's TaskStatus."""
 
 from __future__ import annotations
 
-import pytest
-from prefect.client.schemas.objects import StateType
+import uuid
+from datetime import UTC, datetime, timedelta
 
-from api.task_status import STAGES, needs_stage, stage_of, task_status
+import pytest
+from prefect.client.schemas.objects import State, StateType, TaskRun
+from prefect.states import AwaitingRetry, Completed, Running
+
+from api.task_status import STAGES, latest_execution, needs_stage, stage_of, task_status
 from contract.models import TaskStatus
 from flows.compute import STAGES as FLOW_STAGES
+
+FLOW_RUN_ID = uuid.uuid4()
+START = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -82,9 +89,54 @@ def test_stages_equal_the_flow_stages() -> None:
     assert FLOW_STAGES == STAGES
 
 
-def test_stage_is_read_from_the_newest_line_that_names_one() -> None:
-    """Lines newest first: Prefect's own lines are skipped, the flow's name the stage."""
-    lines = ["Finished in state Running()", "upload: started", "process: 1 output(s), 9 bytes"]
-    assert stage_of(lines) == "upload"
-    assert stage_of(["Beginning flow run 'x' for flow 'compute'"]) is None
+def task_run(
+    name: str, state: State, started: int, execution: int = 1, run_count: int = 1
+) -> TaskRun:
+    """A task run of a flow run as Prefect's API returns it, started `started` s in."""
+    return TaskRun(
+        name=name,
+        task_key=name,
+        dynamic_key="0",
+        flow_run_id=FLOW_RUN_ID,
+        flow_run_run_count=execution,
+        run_count=run_count,
+        state=state,
+        state_type=state.type,
+        state_name=state.name,
+        start_time=START + timedelta(seconds=started),
+    )
+
+
+def test_the_stage_is_the_task_run_that_has_not_ended() -> None:
+    """The running stage wins over the ones that ended, whatever the order listed."""
+    runs = [task_run("process", Running(), 2), task_run("fetch", Completed(), 1)]
+    assert stage_of(runs) == "process"
+
+
+def test_a_stage_waiting_to_retry_is_the_stage() -> None:
+    """A stage in AwaitingRetry (Scheduled) after a transient fault is still the stage."""
+    runs = [task_run("fetch", AwaitingRetry(), 1, run_count=1)]
+    assert stage_of(runs) == "fetch"
+
+
+def test_between_stages_the_last_one_started_is_the_stage() -> None:
+    """When no task run is running (the next not recorded yet), the last one to start."""
+    runs = [task_run("process", Completed(), 2), task_run("fetch", Completed(), 1)]
+    assert stage_of(runs) == "process"
     assert stage_of([]) is None
+
+
+def test_the_latest_execution_alone_counts() -> None:
+    """After a rerun, the task runs of the previous execution are left aside."""
+    runs = [
+        task_run("notify", Completed(), 9, execution=1),
+        task_run("fetch", Running(), 20, execution=2),
+    ]
+    assert stage_of(runs) == "fetch"
+    assert [run.name for run in latest_execution(runs)] == ["fetch"]
+
+
+def test_task_runs_other_than_stages_are_ignored() -> None:
+    """Only the four stages' task runs name a stage."""
+    runs = [task_run("fetch", Completed(), 1), task_run("something-else", Running(), 2)]
+    assert stage_of(runs) == "fetch"

@@ -1,4 +1,5 @@
-"""flows.storage: S3 faults become permanent or transient task errors without secrets."""
+"""flows.storage: prefect-aws blocks in memory; S3 faults become permanent or transient
+task errors without secrets."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from botocore.exceptions import (
 from core.runs import S3Target
 from core.sealing import Credentials
 from flows.errors import PermanentError, TaskError, TransientError
-from flows.storage import _translate, client_for
+from flows.storage import _translate, bucket_for
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 ACCESS_KEY = "AKIAEXAMPLE"
@@ -134,14 +135,19 @@ def test_other_botocore_errors_are_permanent() -> None:
     )
 
 
-def test_client_for_reuses_one_client_per_target_and_credentials() -> None:
-    """The same target and credentials give the same (cached) client; others a new one."""
+def test_buckets_of_equal_credentials_share_one_client() -> None:
+    """Buckets built for the same target and credentials share prefect-aws's cached
+    client (its connections); other credentials get another; none is saved as a block."""
     credentials = Credentials(ACCESS_KEY, SECRET)
-    first = client_for(TARGET, credentials, 5.0)
-    assert client_for(TARGET, credentials, 5.0) is first
-    assert client_for(TARGET, Credentials(ACCESS_KEY, SECRET + "x"), 5.0) is not first
-    assert first.meta.endpoint_url == HOST
-    assert first.meta.region_name == "eu-central-2"
+    first = bucket_for(TARGET, credentials, 5.0)
+    second = bucket_for(TARGET, credentials, 5.0)
+    other = bucket_for(TARGET, Credentials(ACCESS_KEY, SECRET + "x"), 5.0)
+    client = first.credentials.get_s3_client()
+    assert second.credentials.get_s3_client() is client
+    assert other.credentials.get_s3_client() is not client
+    assert (client.meta.endpoint_url, client.meta.region_name) == (HOST, "eu-central-2")
+    assert (first.bucket_name, first._block_document_id) == ("engine", None)
+    assert SECRET not in repr(first)
 
 
 def test_s3_429_is_transient() -> None:

@@ -1,0 +1,141 @@
+"""The four stages of a task, each a Prefect task of the `compute` flow.
+
+    fetch    read the inputs from S3 (their types checked against the fields first)
+    process  the service's code, in the pool of child processes (flows.processing)
+    upload   write the outputs to S3 under new `<uuid4><extension>` keys
+    notify   PATCH the engine with a TaskUpdate
+
+A person sees each in the run's graph in the Prefect UI, with its state, its duration and
+every retry in its state history and `run_count`. The S3 and callback stages retry a
+`TransientError` with Prefect's retries (exponential backoff from RETRY_BASE_DELAY, with
+jitter); `retry_condition_fn` refuses everything else, a permanent fault fails at once.
+
+What Prefect records of a task run is its name, states and the upstream runs of its
+inputs, never the values; results are not persisted, nor hashed for a cache. Still, no
+stage takes a credential, even sealed: the S3 stages open the seal kept in the flow run's
+parameters themselves (`_credentials`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+from uuid import uuid4
+
+from prefect import Task, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State, TaskRun
+from prefect.context import FlowRunContext
+from prefect.states import Completed
+from prefect.tasks import exponential_backoff
+
+from contract.description import extension_of
+from contract.models import TaskUpdate
+from core.runs import S3Location, S3Target
+from core.sealing import Credentials
+from flows import storage
+from flows.callback import send_update
+from flows.errors import TransientError
+from flows.inputs import pair_inputs
+from flows.runtime import runtime
+from services.base import Blob
+
+# The upper bound of a retry's delay, as a fraction above its nominal value (Prefect draws
+# each delay around the nominal one, so that tasks that failed together retry apart).
+RETRY_JITTER = 0.5
+# What the upload stage's Completed state message starts with, before the keys it wrote
+# (api.task_detail reads them back from there).
+OUTPUTS = "outputs: "
+
+
+def transient_only(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry only what may pass: not a missing key, a wrong type, a 4xx, nor a bug."""
+    return isinstance(state.data, TransientError)
+
+
+def _credentials() -> Credentials:
+    """The task's S3 credentials, opened from the sealed ones in the flow run's
+    parameters (the stage is told where the files are, never how to get in)."""
+    context = FlowRunContext.get()
+    if context is None or context.parameters is None:
+        raise RuntimeError("an S3 stage runs inside the compute flow")
+    sealed = S3Target.model_validate(context.parameters["s3"]).sealed_credentials
+    return runtime().sealer.unseal(sealed)
+
+
+@task(name="fetch", task_run_name="fetch", persist_result=False, cache_policy=NO_CACHE)
+async def fetch(s3: S3Location, data_in: list[str]) -> dict[str, Blob]:
+    """Check every input's type against its field, then read them all from S3."""
+    rt = runtime()
+    paired = pair_inputs(rt.service.description.data_in_fields, data_in)
+    bucket = storage.bucket_for(s3, _credentials(), rt.settings.s3_timeout)
+    contents = await asyncio.gather(
+        *(
+            storage.read(bucket, s3, item.key, f"input '{item.field}' ('{item.key}')")
+            for item in paired
+        )
+    )
+    return {item.field: Blob(data, item.type) for item, data in zip(paired, contents, strict=True)}
+
+
+@task(name="process", task_run_name="process", persist_result=False, cache_policy=NO_CACHE)
+async def process(inputs: Mapping[str, Blob]) -> dict[str, Blob]:
+    """The service's code, in a child process."""
+    return await runtime().pool.run(dict(inputs))
+
+
+@task(name="upload", task_run_name="upload", persist_result=False, cache_policy=NO_CACHE)
+async def upload(s3: S3Location, outputs: Mapping[str, Blob]) -> State[list[str]]:
+    """Write each output under a new `<uuid4><extension>` key, in the order of the
+    fields; the keys are also the message of the stage's Completed state."""
+    rt = runtime()
+    bucket = storage.bucket_for(s3, _credentials(), rt.settings.s3_timeout)
+    fields = rt.service.description.data_out_fields
+    keys = [f"{uuid4()}{extension_of(outputs[field.name].type)}" for field in fields]
+    await asyncio.gather(
+        *(
+            storage.write(bucket, s3, key, outputs[field.name].data, outputs[field.name].type.value)
+            for field, key in zip(fields, keys, strict=True)
+        )
+    )
+    return Completed(message=OUTPUTS + ", ".join(keys), data=keys)
+
+
+@task(name="notify", task_run_name="notify", persist_result=False, cache_policy=NO_CACHE)
+async def notify(callback_url: str, update: TaskUpdate) -> None:
+    """PATCH the engine with how the task ended."""
+    await send_update(callback_url, update, runtime().settings.callback_timeout)
+
+
+@dataclass(frozen=True)
+class Stages:
+    """The stages with the retries this process's settings give them."""
+
+    fetch: Task[[S3Location, list[str]], Any]
+    process: Task[[Mapping[str, Blob]], Any]
+    upload: Task[[S3Location, Mapping[str, Blob]], Any]
+    notify: Task[[str, TaskUpdate], Any]
+
+
+def _retried(stage: Task[Any, Any], retries: int) -> Task[Any, Any]:
+    return stage.with_options(
+        retries=retries,
+        retry_delay_seconds=exponential_backoff(runtime().settings.retry_base_delay)(retries),
+        retry_jitter_factor=RETRY_JITTER,
+        retry_condition_fn=transient_only,
+    )
+
+
+@cache
+def stages() -> Stages:
+    """Built once per process: TRANSIENT_RETRIES for S3, CALLBACK_RETRIES for the engine."""
+    settings = runtime().settings
+    return Stages(
+        fetch=_retried(fetch, settings.transient_retries),
+        process=process,
+        upload=_retried(upload, settings.transient_retries),
+        notify=_retried(notify, settings.callback_retries),
+    )
