@@ -207,13 +207,14 @@ def test_task_detail_shows_stages_outputs_errors_and_the_ui_page(
     error = other_client.engine.final(failed, SLOW_CALLBACK)
 
     def detail(task_id: str, stage: str) -> dict[str, Any] | None:
-        """The detail once the run has ended and the stage's task run is recorded
-        (Prefect records task runs from their events, a moment later)."""
+        """The detail once the run has ended and the end of the stage's task run is
+        recorded (Prefect records task runs from their events, a moment later)."""
         response = httpx.get(f"{other_service.api}/tasks/{task_id}", timeout=10)
         assert response.status_code == 200, response.text
         found: dict[str, Any] = response.json()
         ended = found["status"] in ("finished", "error")
-        return found if ended and stage in found["stages"] else None
+        recorded = found["stages"].get(stage, {}).get("ms") is not None
+        return found if ended and recorded else None
 
     shown = wait_for(lambda: detail(done, "notify"), 30, "the detail of the finished task")
     assert shown["status"] == "finished"
