@@ -214,7 +214,9 @@ def test_task_detail_shows_stages_outputs_errors_and_the_ui_page(
         found: dict[str, Any] = response.json()
         ended = found["status"] in ("finished", "error")
         recorded = found["stages"].get(stage, {}).get("ms") is not None
-        return found if ended and recorded else None
+        # A finished task's outputs are read from the upload's state, recorded with it.
+        outputs = found["status"] != "finished" or found["data_out"]
+        return found if ended and recorded and outputs else None
 
     shown = wait_for(lambda: detail(done, "notify"), 30, "the detail of the finished task")
     assert shown["status"] == "finished"
