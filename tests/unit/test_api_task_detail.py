@@ -3,39 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
 
-from prefect.client.schemas.objects import FlowRun, State, TaskRun
+from prefect.client.schemas.objects import FlowRun, State
 from prefect.states import Completed, Failed, Running
 
 from api.task_detail import OUTPUTS, task_detail
 from flows.stages import OUTPUTS as FLOW_OUTPUTS
-
-START = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
-
-
-def task_run(
-    name: str,
-    state: State,
-    started: float,
-    ended: float | None = None,
-    run_count: int = 1,
-    execution: int = 1,
-) -> TaskRun:
-    """A task run as Prefect's API returns it, started and ended `started`/`ended` s in."""
-    return TaskRun(
-        name=name,
-        task_key=name,
-        dynamic_key="0",
-        flow_run_run_count=execution,
-        run_count=run_count,
-        state=state,
-        state_type=state.type,
-        state_name=state.name,
-        start_time=START + timedelta(seconds=started),
-        end_time=START + timedelta(seconds=ended) if ended is not None else None,
-    )
-
+from tests.unit.task_runs import task_run
 
 FINISHED_RUN = [
     task_run("fetch", Completed(), 0.0, 0.042, run_count=2),

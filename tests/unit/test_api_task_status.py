@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime, timedelta
-
 import pytest
-from prefect.client.schemas.objects import State, StateType, TaskRun
+from prefect.client.schemas.objects import StateType
 from prefect.states import AwaitingRetry, Completed, Running
 
 from api.task_status import STAGES, latest_execution, needs_stage, stage_of, task_status
 from contract.models import TaskStatus
 from flows.compute import STAGES as FLOW_STAGES
-
-FLOW_RUN_ID = uuid.uuid4()
-START = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+from tests.unit.task_runs import task_run
 
 
 @pytest.mark.parametrize(
@@ -87,24 +82,6 @@ def test_only_running_needs_a_stage() -> None:
 def test_stages_equal_the_flow_stages() -> None:
     """The API's copy of the stage names equals the flow's, so the two cannot drift."""
     assert FLOW_STAGES == STAGES
-
-
-def task_run(
-    name: str, state: State, started: int, execution: int = 1, run_count: int = 1
-) -> TaskRun:
-    """A task run of a flow run as Prefect's API returns it, started `started` s in."""
-    return TaskRun(
-        name=name,
-        task_key=name,
-        dynamic_key="0",
-        flow_run_id=FLOW_RUN_ID,
-        flow_run_run_count=execution,
-        run_count=run_count,
-        state=state,
-        state_type=state.type,
-        state_name=state.name,
-        start_time=START + timedelta(seconds=started),
-    )
 
 
 def test_the_stage_is_the_task_run_that_has_not_ended() -> None:
