@@ -15,9 +15,14 @@ from core.logs import configure_logging
 from core.runs import work_pool_name
 from flows.callback import close_client as close_callback_client
 from flows.deployment import ensure_deployment
-from flows.engine import quiet_completed_task_runs, shared_clients, skip_per_run_threads
+from flows.engine import (
+    quiet_completed_task_runs,
+    shared_clients,
+    skip_suspension_watch,
+    without_run_heartbeats,
+)
 from flows.metrics import serve as serve_metrics
-from flows.runtime import runtime
+from flows.runtime import Runtime, runtime
 from flows.worker import Worker
 
 log = logging.getLogger("flows")
@@ -28,8 +33,15 @@ async def serve(stop: asyncio.Event) -> None:
     pool = work_pool_name(rt.settings, rt.service.description.slug)
     serve_metrics(rt.settings.worker_metrics_host, rt.settings.worker_metrics_port)
     await rt.pool.warm()
-    skip_per_run_threads()
+    skip_suspension_watch()
     quiet_completed_task_runs()
+    with without_run_heartbeats():
+        await _serve_with_prefect(stop, rt, pool)
+    rt.pool.shutdown()
+    log.info("worker stopped")
+
+
+async def _serve_with_prefect(stop: asyncio.Event, rt: Runtime, pool: str) -> None:
     async with shared_clients() as client:
         deployment_id = await ensure_deployment(client, rt.service, pool)
         worker = Worker(
@@ -44,8 +56,6 @@ async def serve(stop: asyncio.Event) -> None:
         )
         await worker.serve(stop)
         await close_callback_client()
-    rt.pool.shutdown()
-    log.info("worker stopped")
 
 
 def main() -> None:

@@ -14,10 +14,11 @@ worker's event loop waits for that websocket to open. Here:
   new SSL context (two thirds of the worker's CPU under a burst);
 - the suspension watch is skipped: this flow never pauses or suspends itself, and a
   run cancelled from outside is stopped by the worker (flows.worker);
-- so is the heartbeat thread of each run (an event at its start, then every 180 s, for
-  Prefect's optional detection of crashed runs): the worker heartbeats for all its runs
-  at once, and its reaper is what gives the runs of a dead worker to another
-  (flows.reaper). A thread and an event fewer per run;
+- the heartbeat thread of each run (an event at its start, then every 180 s, for
+  Prefect's optional detection of crashed runs) is turned off by Prefect's own setting,
+  for the flow runs of this process only (`without_run_heartbeats`): the worker
+  heartbeats for all its runs at once, and its reaper is what gives the runs of a dead
+  worker to another (flows.reaper). A thread and an event fewer per run;
 - the engine's one update of a run before it starts it (flow version, retry policy) also
   writes who holds the run (`record_owners`), which the worker would otherwise write in a
   request of its own; and the engine's read of the run as it starts it is answered by the
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from typing import Any
 from uuid import UUID
 
@@ -41,6 +42,7 @@ from prefect._flow_run_suspension import FlowRunSuspensionRequest
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.context import AsyncClientContext, SyncClientContext
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, Settings, temporary_settings
 
 
 @asynccontextmanager
@@ -58,17 +60,16 @@ def _not_watched(
     yield
 
 
-@contextmanager
-def _no_heartbeats(engine: object, join_on_exit: bool = True) -> Iterator[None]:
-    yield
-
-
-def skip_per_run_threads() -> None:
-    """Run flow runs without a watcher thread or a heartbeat thread each (see the
-    module's docstring)."""
-    # The engine looks both up in its module's namespace at each run.
+def skip_suspension_watch() -> None:
+    """Run flow runs without a watcher thread each (see the module's docstring)."""
+    # The engine looks it up in its module's namespace at each run.
     prefect.flow_engine.observe_flow_run_suspension = _not_watched  # type: ignore[attr-defined]
-    prefect.flow_engine._send_heartbeats = _no_heartbeats
+
+
+def without_run_heartbeats() -> AbstractContextManager[Settings]:
+    """Prefect's settings with no per-run heartbeat, for the flow runs started inside
+    (the setting cannot be unset from the environment: its default is 180 s)."""
+    return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
 
 
 def record_owners(client: PrefectClient, owner_of: Callable[[UUID], str | None]) -> None:

@@ -1,15 +1,15 @@
 """Reading inputs from and writing outputs to the S3 named in the task, through prefect-aws.
 
 Each task builds an `AwsCredentials` and an `S3Bucket` in memory from its opened
-credentials; neither is ever saved as a block. prefect-aws caches the boto3 client of
-equal credentials (a few per process), so the tasks of one engine share one client and
-its connections. Objects are read and written with that client's `get_object` and
-`put_object`, in a worker thread, rather than with S3Bucket's transfer methods: those
-first ask S3 for the object's size (a request more per input), run s3transfer's machinery
-and log a line to Prefect per object, twice the worker's CPU per object here (3.4 against
-1.7 ms a read, 2.3 against 1.8 ms a write, against moto). boto3's own retries are off:
-retries are Prefect's (flows.stages), so that each one shows in the task run's state
-history.
+credentials; neither is ever saved as a block (flows.aws_blocks loads prefect-aws's S3
+blocks alone). prefect-aws caches the boto3 client of equal credentials (a few per
+process), so the tasks of one engine share one client and its connections. Objects are
+read and written with that client's `get_object` and `put_object`, in a worker thread,
+rather than with S3Bucket's transfer methods: those first ask S3 for the object's size
+(a request more per input), run s3transfer's machinery and log a line to Prefect per
+object, twice the worker's CPU per object here (3.4 against 1.7 ms a read, 2.3 against
+1.8 ms a write, against moto). boto3's own retries are off: retries are Prefect's
+(flows.stages), so that each one shows in the task run's state history.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from prefect.utilities.asyncutils import run_sync_in_worker_thread
 
 from core.runs import S3Location
 from core.sealing import Credentials
+from flows.aws_blocks import s3_blocks
 from flows.errors import PermanentError, TransientError
 
 if TYPE_CHECKING:
@@ -32,11 +33,9 @@ _THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "TooManyRequests"
 
 def bucket_for(target: S3Location, credentials: Credentials, timeout: float) -> S3Bucket:
     """The task's bucket as a prefect-aws block, in memory only."""
-    # Imported here, not with the module: the children of the process pool (spawned, so
-    # they import the worker's modules again) never reach S3, and prefect-aws with its
-    # imports is 23 MB of each process that loads it.
-    from prefect_aws import AwsClientParameters, AwsCredentials, S3Bucket
-
+    # Loaded here, not with the module: the children of the process pool (spawned, so
+    # they import the worker's modules again) never reach S3.
+    AwsClientParameters, AwsCredentials, S3Bucket = s3_blocks()
     parameters = AwsClientParameters(
         endpoint_url=target.host,
         config={

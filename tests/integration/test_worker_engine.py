@@ -7,6 +7,7 @@ import contextlib
 import threading
 from uuid import uuid4
 
+import httpx
 import prefect.flow_engine
 from prefect import flow, task
 from prefect.client.orchestration import get_client
@@ -15,8 +16,21 @@ from prefect.context import AsyncClientContext, SyncClientContext, TaskRunContex
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Pending
 
-from flows.engine import ClaimedRuns, record_owners, shared_clients, skip_per_run_threads
-from tests.integration.conftest import RunningStack, idle_worker, run_an_hour_ahead
+from flows.engine import (
+    ClaimedRuns,
+    record_owners,
+    shared_clients,
+    skip_suspension_watch,
+    without_run_heartbeats,
+)
+from tests.integration.conftest import (
+    Client,
+    RunningStack,
+    idle_worker,
+    image_bytes,
+    run_an_hour_ahead,
+    wait_for,
+)
 
 
 def test_runs_inside_share_one_client_of_each_kind(stack: RunningStack) -> None:
@@ -60,14 +74,43 @@ def test_task_runs_inside_use_the_shared_client(stack: RunningStack) -> None:
 
 
 def test_flow_runs_start_no_suspension_watcher_and_no_heartbeat_thread() -> None:
-    """The engine's per-run suspension watch (a thread, a client, a websocket) and its
-    per-run heartbeat thread are skipped: entering either starts no thread."""
-    skip_per_run_threads()
-    threads = threading.active_count()
-    watch = prefect.flow_engine.observe_flow_run_suspension(uuid4(), None)  # type: ignore[attr-defined,arg-type]
-    heartbeats = prefect.flow_engine._send_heartbeats(None)  # type: ignore[arg-type]
-    with watch, heartbeats:
-        assert threading.active_count() == threads
+    """The engine's per-run suspension watch (a thread, a client, a websocket) is
+    skipped, and its per-run heartbeat thread (on by default) is off inside the
+    worker's settings: entering either starts no thread."""
+
+    @flow(name="probe")
+    def probe() -> None: ...
+
+    skip_suspension_watch()
+    engine = prefect.flow_engine.AsyncFlowRunEngine(flow=probe)
+    assert engine.heartbeat_seconds is not None, "Prefect's default has no heartbeat"
+    with without_run_heartbeats():
+        threads = threading.active_count()
+        watch = prefect.flow_engine.observe_flow_run_suspension(uuid4(), None)  # type: ignore[attr-defined,arg-type]
+        heartbeats = prefect.flow_engine._send_heartbeats(engine)
+        with watch, heartbeats:
+            assert threading.active_count() == threads
+
+
+def test_the_workers_runs_send_no_heartbeat_event(client: Client) -> None:
+    """A run the worker executes emits no `prefect.flow-run.heartbeat` (Prefect's default
+    emits one as each run starts): once its Completed event is stored, it has none."""
+    task_id = client.submit([client.put(image_bytes("PNG"), ".png"), client.put(b"90", ".txt")])
+    client.engine.final(task_id)
+    resource = f"prefect.flow-run.{client.flow_run_id(task_id)}"
+
+    def stored() -> list[str] | None:
+        answer = httpx.post(
+            f"{client.stack.prefect_api}/events/filter",
+            json={"filter": {"resource": {"id": [resource]}}, "limit": 50},
+            timeout=10,
+        ).json()
+        names = [event["event"] for event in answer["events"]]
+        return names if "prefect.flow-run.Completed" in names else None
+
+    names = wait_for(stored, 30, "the run's Completed event")
+    assert "prefect.flow-run.Running" in names
+    assert "prefect.flow-run.heartbeat" not in names
 
 
 def test_a_run_announced_by_prefect_wakes_the_worker(stack: RunningStack) -> None:

@@ -7,11 +7,16 @@ from __future__ import annotations
 import inspect
 import logging
 import re
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import prefect.flow_engine
+import prefect.server.api.server
 import prefect.task_engine
+from dotenv import dotenv_values
 from prefect._flow_run_suspension import observe_flow_run_suspension
 from prefect.client.orchestration import PrefectClient
 from prefect.server.database.configurations import AioSqliteConfiguration
@@ -20,7 +25,6 @@ from prefect.states import Completed, Failed
 from deployments.prefect_server import _begin_immediate
 from flows.engine import (
     COMPLETED_TASK_RUN,
-    _no_heartbeats,
     _not_watched,
     _NotCompletedTaskRuns,
 )
@@ -30,19 +34,18 @@ def parameters(function: Callable[..., Any]) -> list[str]:
     return list(inspect.signature(function).parameters)
 
 
-def test_heartbeat_thread_patch_replaces_a_function_of_that_signature() -> None:
-    """flows.engine.skip_per_run_threads: `prefect.flow_engine._send_heartbeats`, looked
-    up in its module at each run, takes (engine, join_on_exit). Read from the source, as
-    another test of the session may have patched the module already."""
-    source = inspect.getsource(prefect.flow_engine)
-    assert re.search(r"\ndef _send_heartbeats\(\s*engine\b.*\n\s*join_on_exit\b", source)
-    assert parameters(_no_heartbeats) == ["engine", "join_on_exit"]
-    run_context = inspect.getsource(prefect.flow_engine.AsyncFlowRunEngine.run_context)
-    assert "_send_heartbeats(" in run_context, "the flow engine no longer calls _send_heartbeats"
+def test_run_heartbeats_follow_the_setting_the_worker_unsets() -> None:
+    """flows.engine.without_run_heartbeats (a setting, not a patch): the flow engine takes
+    each run's heartbeat interval from `flows.heartbeat_frequency` as the run starts, and
+    starts no heartbeat thread when it is None."""
+    interval = inspect.getsource(prefect.flow_engine.BaseFlowRunEngine.heartbeat_seconds.fget)  # type: ignore[attr-defined]
+    assert "get_current_settings().flows.heartbeat_frequency" in interval
+    send = inspect.getsource(prefect.flow_engine._send_heartbeats)
+    assert re.search(r"if heartbeat_seconds is None:\s*yield\s*return", send)
 
 
 def test_suspension_watch_patch_replaces_a_function_of_that_signature() -> None:
-    """flows.engine.skip_per_run_threads: `observe_flow_run_suspension` takes
+    """flows.engine.skip_suspension_watch: `observe_flow_run_suspension` takes
     (flow_run_id, suspension_request, polling_interval), and the flow engine looks it up
     in its own module's namespace as it starts a run."""
     expected = ["flow_run_id", "suspension_request", "polling_interval"]
@@ -97,3 +100,41 @@ def test_completed_task_run_filter_keeps_failures() -> None:
     assert not keep(record(logging.INFO, f"Finished in state {Completed()}"))
     assert keep(record(logging.ERROR, f"Finished in state {Failed(message='x')}"))
     assert keep(record(logging.INFO, "Task run failed with exception: ... Retry 1/5"))
+
+
+def test_prefect_aws_s3_blocks_load_without_the_rest_of_the_package() -> None:
+    """flows.aws_blocks: in a fresh interpreter, the three S3 blocks load from their
+    modules alone (each module and name where it expects them), work as blocks, and
+    leave prefect-aws's ECS worker, Lambda block and Prefect's worker base unloaded."""
+    probe = """
+import sys
+from flows.aws_blocks import s3_blocks
+parameters, credentials, bucket = s3_blocks()
+import prefect_aws
+assert prefect_aws.S3Bucket is bucket and prefect_aws.AwsCredentials is credentials
+block = bucket(bucket_name="b", credentials=credentials(aws_access_key_id="k",
+    aws_secret_access_key="s", region_name="eu-central-2",
+    aws_client_parameters=parameters(endpoint_url="http://127.0.0.1:9")))
+assert block.credentials.get_s3_client().meta.endpoint_url == "http://127.0.0.1:9"
+unwanted = ["prefect_aws.workers", "prefect_aws.lambda_function", "prefect.workers.base"]
+print([name for name in unwanted if name in sys.modules])
+"""
+    answer = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert answer.returncode == 0, f"flows.aws_blocks no longer loads: {answer.stderr[-2000:]}"
+    assert answer.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_server_loads_no_collection_with_block_registration_off() -> None:
+    """.env's PREFECT_SERVER_REGISTER_BLOCKS_ON_START and ..._MEMOIZE_BLOCK_AUTO_REGISTRATION
+    (settings, not patches): the server's start loads the installed collections (prefect-aws
+    and boto3, 28 MB) only on the memoized path, and registers blocks only when asked."""
+    source = inspect.getsource(prefect.server.api.server._memoize_block_auto_registration)
+    skip = source.index("if not PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION.value():")
+    assert skip < source.index("load_prefect_collections()")
+    lifespan = inspect.getsource(prefect.server.api.server.create_app)
+    assert "if not prefect.settings.PREFECT_API_BLOCKS_REGISTER_ON_START:" in lifespan
+    settings = dotenv_values(Path(__file__).parents[2] / ".env")
+    assert settings["PREFECT_SERVER_REGISTER_BLOCKS_ON_START"] == "false"
+    assert settings["PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION"] == "false"
