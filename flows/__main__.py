@@ -12,8 +12,9 @@ import sys
 import threading
 
 from core.logs import configure_logging
-from core.runs import work_pool_name
+from core.runs import deployment_name, work_pool_name
 from flows.callback import close_client as close_callback_client
+from flows.compute import quiet_foreseen_failures
 from flows.deployment import ensure_deployment
 from flows.engine import quiet_completed_task_runs, shared_clients, skip_per_run_threads
 from flows.metrics import serve as serve_metrics
@@ -30,6 +31,10 @@ async def serve(stop: asyncio.Event) -> None:
     await rt.pool.warm()
     skip_per_run_threads()
     quiet_completed_task_runs()
+    quiet_foreseen_failures()
+    # Prefect's run loggers name the deployment from this variable, which its own workers
+    # set for each run's process; this worker runs every run of its one deployment.
+    os.environ["PREFECT__DEPLOYMENT_NAME"] = deployment_name(rt.service.description.slug)
     async with shared_clients() as client:
         deployment_id = await ensure_deployment(client, rt.service, pool)
         worker = Worker(
