@@ -39,6 +39,8 @@ DEFAULTS = {
     "PREFECT_API_URL": "http://127.0.0.1:4200/api",
 }
 POLL_SECONDS = 0.25
+# Seconds a rerun's outputs may take to show in the service's detail of the task.
+RECORDED_SECONDS = 30
 
 
 def _env(name: str) -> str:
@@ -164,7 +166,7 @@ def _rerun(args: argparse.Namespace, http: httpx.Client, out: TextIO) -> int:
     if final is None:
         print(f"no end of task {task_id} after {args.timeout:.0f} s", file=out)
         return 1
-    after = task_detail(http, task_id) or {}
+    after = _outcome(http, task_id, final)
     code = 0 if final == "finished" else 1
     if code:
         print(f"error: {after.get('error_message')}", file=out)
@@ -173,6 +175,22 @@ def _rerun(args: argparse.Namespace, http: httpx.Client, out: TextIO) -> int:
             print(f"  {key}", file=out)
     print(f"Prefect UI: {after.get('prefect_ui')}", file=out)
     return code
+
+
+def _outcome(http: httpx.Client, task_id: str, final: str) -> dict[str, Any]:
+    """The task's detail once it holds the outcome: the output keys are read from the
+    upload's task run, which Prefect records from the worker's events a moment after the
+    run ends (at most RECORDED_SECONDS later, or the keys are not shown)."""
+    fields = read_fields(http)
+    expected = len(fields[1]) if fields is not None else 1
+    deadline = time.monotonic() + RECORDED_SECONDS
+    while True:
+        detail = task_detail(http, task_id) or {}
+        if final != "finished" or len(detail.get("data_out", [])) >= expected:
+            return detail
+        if time.monotonic() > deadline:
+            return detail
+        time.sleep(POLL_SECONDS)  # the pace of the polls, not a wait for an event
 
 
 def _follow_status(http: httpx.Client, task_id: str, timeout: float, out: TextIO) -> str | None:

@@ -49,7 +49,7 @@ from deployments.local import (
 from services.base import load_service
 
 IMAGES = ROOT / "docs" / "images"
-WIDTH, HEIGHT = 1400, 900
+WIDTH, HEIGHT = 1400, 1000
 # Seconds to wait for a page to show what it should, and for Prefect to record a run.
 PAGE_TIMEOUT = 60.0
 RECORD_TIMEOUT = 120.0
