@@ -83,3 +83,13 @@ bench-prefect: install
 ## bench-scale: throughput with 1, 2 and 4 workers on PostgreSQL (its own cluster)
 bench-scale: install postgres
 	$(PY) -m benchmarks.scale
+
+## screenshots: the pictures of the Prefect UI in docs/images, from a real run (a stack of
+## its own, Debian's Chromium headless; installed with apt-get if missing)
+.PHONY: screenshots
+screenshots: install
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
+	$(PY) -m scripts.screenshots

@@ -13,6 +13,7 @@ from uuid import UUID
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi_offline import FastAPIOffline
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 
@@ -77,7 +78,9 @@ def create_app(settings: ApiSettings, service: Service) -> FastAPI:
                     await forwarding
                 intake.close()
 
-    app = FastAPI(
+    # /docs and /redoc with their scripts, styles and icon served from here (under
+    # /static-offline-docs), not from a CDN: they work without internet.
+    app = FastAPIOffline(
         title=description.name,
         summary=description.summary,
         description=description.description,

@@ -1,4 +1,5 @@
-"""`python -m client submit --service URL FILE...`: one task, from local files to outputs."""
+"""`python -m client submit --service URL FILE...`: one task, from local files to outputs;
+`python -m client rerun TASK_ID --service URL`: that task's run once more, all of it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,16 @@ import httpx
 
 from client.callback import TERMINAL, CallbackReceiver
 from client.progress import Progress
-from client.service import ServiceError, flow_run_page, mismatches, read_fields, status, submit
+from client.service import (
+    ServiceError,
+    flow_run_page,
+    mismatches,
+    read_fields,
+    schedule_again,
+    status,
+    submit,
+    task_detail,
+)
 from client.storage import S3Config, StorageError, download, ensure_bucket, upload
 
 # The local S3 that `make run` starts in development accepts any credentials; these are
@@ -29,6 +39,8 @@ DEFAULTS = {
     "PREFECT_API_URL": "http://127.0.0.1:4200/api",
 }
 POLL_SECONDS = 0.25
+# Seconds a rerun's outputs may take to show in the service's detail of the task.
+RECORDED_SECONDS = 30
 
 
 def _env(name: str) -> str:
@@ -62,6 +74,17 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--callback-port", type=int, default=0, help="0: any free port")
     sub.add_argument("--out", type=Path, help="where outputs go (default: beside the first FILE)")
     sub.add_argument("--timeout", type=float, default=600, help="seconds to wait for the end")
+    again = commands.add_parser(
+        "rerun",
+        help="run an ended task again (its flow run, named after the task id)",
+        description="Find the task's flow run, schedule it again in Prefect (as the UI's "
+        "Retry does: fetch, process, upload and a fresh callback to the task's "
+        "callback_url), and follow it to its end. Fix the cause of a failure first.",
+    )
+    again.add_argument("task_id", type=uuid.UUID, metavar="TASK_ID")
+    again.add_argument("--service", required=True, help="the service's URL")
+    again.add_argument("--prefect-api", default=_env("PREFECT_API_URL"), help="env PREFECT_API_URL")
+    again.add_argument("--timeout", type=float, default=600, help="seconds to wait for the end")
     return top
 
 
@@ -70,6 +93,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     2 nothing was submitted because the files or arguments were wrong."""
     args = parser().parse_args(argv)
     out = out or sys.stdout
+    if args.command == "rerun":
+        try:
+            with httpx.Client(base_url=args.service, timeout=10) as http:
+                return _rerun(args, http, out)
+        except ServiceError as error:
+            print(f"failed: {error}", file=out)
+            return 1
     missing = [str(path) for path in args.files if not path.is_file()]
     if missing:
         print(f"no such file: {', '.join(missing)}", file=out)
@@ -118,6 +148,67 @@ def _submit(args: argparse.Namespace, s3: S3Config, http: httpx.Client, out: Tex
     page = flow_run_page(args.prefect_api, task_id)
     print(f"Prefect UI: {page or f'no flow run named {task_id} at {args.prefect_api}'}", file=out)
     return code
+
+
+def _rerun(args: argparse.Namespace, http: httpx.Client, out: TextIO) -> int:
+    """Schedule the task's ended run again and follow it to its end."""
+    task_id = str(args.task_id)
+    before = task_detail(http, task_id)
+    if before is None:
+        print(f"the service at {args.service} never accepted task {task_id}", file=out)
+        return 2
+    if before["flow_run_id"] is None or before["status"] not in TERMINAL:
+        print(f"task {task_id} has not ended ({before['status']}): nothing to rerun", file=out)
+        return 2
+    schedule_again(args.prefect_api, str(before["flow_run_id"]))
+    print(f"task {task_id} ({before['status']}) scheduled again", file=out)
+    final = _follow_status(http, task_id, args.timeout, out)
+    if final is None:
+        print(f"no end of task {task_id} after {args.timeout:.0f} s", file=out)
+        return 1
+    after = _outcome(http, task_id, final)
+    code = 0 if final == "finished" else 1
+    if code:
+        print(f"error: {after.get('error_message')}", file=out)
+    else:
+        for key in after.get("data_out", []):
+            print(f"  {key}", file=out)
+    print(f"Prefect UI: {after.get('prefect_ui')}", file=out)
+    return code
+
+
+def _outcome(http: httpx.Client, task_id: str, final: str) -> dict[str, Any]:
+    """The task's detail once it holds the outcome: the output keys are read from the
+    upload's task run, which Prefect records from the worker's events a moment after the
+    run ends (at most RECORDED_SECONDS later, or the keys are not shown)."""
+    fields = read_fields(http)
+    expected = len(fields[1]) if fields is not None else 1
+    deadline = time.monotonic() + RECORDED_SECONDS
+    while True:
+        detail = task_detail(http, task_id) or {}
+        if final != "finished" or len(detail.get("data_out", [])) >= expected:
+            return detail
+        if time.monotonic() > deadline:
+            return detail
+        time.sleep(POLL_SECONDS)  # the pace of the polls, not a wait for an event
+
+
+def _follow_status(http: httpx.Client, task_id: str, timeout: float, out: TextIO) -> str | None:
+    """Show the task's status until it ends (the run was scheduled again, so the first
+    end seen is the new one's); that status, or None at the deadline."""
+    progress = Progress(out)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            current = status(http, task_id)
+            if current is not None:
+                progress.show(current)
+                if current in TERMINAL:
+                    return current
+            time.sleep(POLL_SECONDS)  # the pace of the polls, not a wait for an event
+        return None
+    finally:
+        progress.close()
 
 
 def _task(s3: S3Config, keys: list[str], task_id: str, callback_url: str) -> dict[str, Any]:

@@ -73,6 +73,37 @@ def status(http: httpx.Client, task_id: str) -> str | None:
     return found
 
 
+def task_detail(http: httpx.Client, task_id: str) -> dict[str, Any] | None:
+    """The service's `GET /tasks/{id}`; None for a task it never accepted."""
+    try:
+        response = http.get(f"/tasks/{task_id}")
+    except httpx.HTTPError as error:
+        raise ServiceError(f"cannot reach the service at {http.base_url}: {error}") from None
+    if response.status_code == 404:
+        return None
+    if response.status_code != 200:
+        raise ServiceError(f"the service answered {response.status_code}: {_detail(response)}")
+    found: dict[str, Any] = response.json()
+    return found
+
+
+def schedule_again(prefect_api: str, flow_run_id: str) -> None:
+    """Put an ended flow run back in the Scheduled state, as the UI's Retry and `prefect
+    flow-run retry` do: a worker of its deployment runs it again, all of it."""
+    url = f"{prefect_api.rstrip('/')}/flow_runs/{flow_run_id}/set_state"
+    state = {"type": "SCHEDULED", "name": "Scheduled", "message": "Rerun with python -m client"}
+    try:
+        response = httpx.post(url, json={"state": state, "force": True}, timeout=10)
+    except httpx.HTTPError as error:
+        raise ServiceError(f"cannot reach Prefect at {prefect_api}: {error}") from None
+    if response.status_code not in (200, 201):
+        raise ServiceError(f"Prefect answered {response.status_code}: {_detail(response)}")
+    outcome = response.json()
+    if outcome.get("status") != "ACCEPT":
+        reason = (outcome.get("details") or {}).get("reason")
+        raise ServiceError(f"Prefect did not schedule the run again: {reason or outcome}")
+
+
 def flow_run_page(prefect_api: str, task_id: str) -> str | None:
     """The Prefect UI page of the task's flow run (named after the task id), or None."""
     api = prefect_api.rstrip("/")

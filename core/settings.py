@@ -1,7 +1,7 @@
 """Settings from the environment and `.env`, one class per process role.
 
 Names follow the engine's reference service (CONTRACT.md §6); every setting is listed
-with its meaning in the README's configuration table and in `.env`.
+with its meaning in docs/configuration.md and in `.env`.
 """
 
 from __future__ import annotations

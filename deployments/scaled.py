@@ -2,7 +2,7 @@
 
     .venv/bin/python -m deployments.scaled [--apis 2] [--workers 2]
 
-What Compose and Kubernetes run (see the README's "Scaling out"), as processes: a
+What Compose and Kubernetes run (see docs/scaling.md), as processes: a
 throwaway PostgreSQL, a Prefect server on it, several APIs and several workers, all
 sharing the work through Prefect. The same code and settings as `make run`
 (`deployments.local`); what differs is the database, each API's port (SERVICE_PORT,

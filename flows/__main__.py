@@ -12,8 +12,9 @@ import sys
 import threading
 
 from core.logs import configure_logging
-from core.runs import work_pool_name
+from core.runs import deployment_name, work_pool_name
 from flows.callback import close_client as close_callback_client
+from flows.compute import quiet_foreseen_failures
 from flows.deployment import ensure_deployment
 from flows.engine import (
     quiet_completed_task_runs,
@@ -35,6 +36,10 @@ async def serve(stop: asyncio.Event) -> None:
     await rt.pool.warm()
     skip_suspension_watch()
     quiet_completed_task_runs()
+    quiet_foreseen_failures()
+    # Prefect's run loggers name the deployment from this variable, which its own workers
+    # set for each run's process; this worker runs every run of its one deployment.
+    os.environ["PREFECT__DEPLOYMENT_NAME"] = deployment_name(rt.service.description.slug)
     with without_run_heartbeats():
         await _serve_with_prefect(stop, rt, pool)
     rt.pool.shutdown()

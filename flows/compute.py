@@ -8,8 +8,11 @@ cancellation hooks when the flow cannot run on. A flow run that failed ends with
 message the engine got.
 
 With PROGRESS_UPDATES the engine also hears `fetching`, `processing` and `saving` as
-those stages start. Each run ends with one `summary:` line (outcome, stage times,
-sizes) and is counted in the worker's metrics (flows.metrics).
+those stages start. Each run ends with one `summary:` line (outcome, the execution's
+own time and the stages', the time since the task was handed to Prefect, sizes) and is
+counted in the worker's metrics (flows.metrics). A failure that was foreseen (a
+`TaskError`: a bad input, a missing key, retries that ran out) is logged with its reason
+only; a traceback in the run's log means something nobody foresaw.
 """
 
 from __future__ import annotations
@@ -72,14 +75,39 @@ def reason_class(error: BaseException) -> str:
     return "unexpected"
 
 
+class _ForeseenFailures(logging.Filter):
+    """Drops the traceback from a line about a `TaskError`: its message is the reason, and
+    the stack of the worker's code that reported it tells a reader nothing more."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], TaskError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_FORESEEN_FAILURES = _ForeseenFailures()
+
+
+def quiet_foreseen_failures() -> None:
+    """Log the failures of task runs and flow runs that were foreseen (a bad input, a
+    missing key, retries that ran out) with their reason only, in the worker's log and in
+    the run's log in the Prefect UI; anything else keeps its traceback."""
+    for name in ("prefect.task_runs", "prefect.flow_runs"):
+        logging.getLogger(name).addFilter(_FORESEEN_FAILURES)
+
+
 @dataclass
 class RunRecord:
     """What one run has done so far, for its summary line and the metrics."""
 
     callback_url: str
-    # When the task was handed to Prefect (the run's creation), in epoch seconds.
+    # When the task was handed to Prefect (the run's creation), in epoch seconds: a rerun
+    # keeps its run, and so the first hand-off.
     created: float
     progress: bool
+    # When this execution of the run started, in epoch seconds.
+    started: float = field(default_factory=time.time)
     stage: str = "fetch"
     # The reason class of the stage that failed, once one has.
     failure: str | None = None
@@ -92,18 +120,21 @@ class RunRecord:
 
     def end(self, outcome: str, reason: str, log: Logger) -> None:
         """Log the summary line and count the run's end in the metrics."""
-        elapsed = time.time() - self.created
-        TASK_SECONDS.labels(outcome).observe(elapsed)
+        now = time.time()
+        since_handoff = now - self.created
+        TASK_SECONDS.labels(outcome).observe(since_handoff)
         if outcome == "finished":
             FINISHED.inc()
         else:
             ERRORED.labels(self.stage, reason).inc()
         times = ", ".join(f"{name} {ms:.0f} ms" for name, ms in self.stage_ms.items())
         log.info(
-            "summary: %s in %.0f ms (%s); in: %d file(s), %d bytes; out: %d file(s), %d bytes",
+            "summary: %s in %.0f ms (%s), %.0f ms after the hand-off to Prefect; "
+            "in: %d file(s), %d bytes; out: %d file(s), %d bytes",
             outcome,
-            elapsed * 1000,
+            (now - self.started) * 1000,
             times or "no stage ran",
+            since_handoff * 1000,
             self.files_in,
             self.bytes_in,
             self.files_out,
@@ -113,7 +144,8 @@ class RunRecord:
                     "outcome": outcome,
                     "reason": None if outcome == "finished" else reason,
                     "failed_stage": None if outcome == "finished" else self.stage,
-                    "total_ms": round(elapsed * 1000, 1),
+                    "run_ms": round((now - self.started) * 1000, 1),
+                    "since_handoff_ms": round(since_handoff * 1000, 1),
                     "stage_ms": {k: round(v, 1) for k, v in self.stage_ms.items()},
                     "files_in": self.files_in,
                     "bytes_in": self.bytes_in,

@@ -8,7 +8,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.integration.conftest import Client, image_bytes
+from tests.integration.conftest import Client, image_bytes, wait_for
 from tests.integration.proxy import Proxy
 
 pytestmark = pytest.mark.integration
@@ -60,6 +60,30 @@ def test_bad_rotation_names_the_allowed_values(client: Client) -> None:
     assert update["status"] == "error"
     assert "input 'rotation'" in update["error_message"]
     assert "90, 180, 270" in update["error_message"]
+
+
+def test_a_foreseen_failure_shows_its_reason_in_the_run_log_without_a_traceback(
+    client: Client,
+) -> None:
+    """The run's log in Prefect (what the UI shows) says why a rotation of 45 failed, and
+    holds no traceback: tracebacks are for what nobody foresaw."""
+    task_id = client.submit([client.put(image_bytes("PNG"), ".png"), client.put(b"45", ".txt")])
+    assert client.engine.final(task_id)["status"] == "error"
+    flow_run_id = client.flow_run_id(task_id)
+
+    def run_log() -> list[str] | None:
+        logs = httpx.post(
+            f"{client.stack.prefect_api}/logs/filter",
+            json={"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "TIMESTAMP_ASC"},
+            timeout=10,
+        ).json()
+        messages = [str(log["message"]) for log in logs]
+        # The summary is the run's last line of its own.
+        return messages if any(m.startswith("summary: error") for m in messages) else None
+
+    messages = wait_for(run_log, 60, "the run's summary line in Prefect")
+    assert [m for m in messages if "input 'rotation'" in m and "90, 180, 270" in m]
+    assert not [m for m in messages if "Traceback" in m], messages
 
 
 def test_callback_answered_500_twice_then_200_gets_the_result(client: Client) -> None:

@@ -170,6 +170,7 @@ def test_log_lines_are_json_with_ids_and_one_summary(
     assert set(summary["summary"]["stage_ms"]) == {"fetch", "process", "upload", "notify"}
     assert summary["summary"]["bytes_in"] == len(TABLE)
     assert summary["summary"]["files_out"] == 1
+    assert 0 < summary["summary"]["run_ms"] <= summary["summary"]["since_handoff_ms"]
 
     entries = [json.loads(line) for line in other_service.log_path.read_text().splitlines()]
     mine = [entry for entry in entries if entry.get("task_id") == task_id]
@@ -182,6 +183,10 @@ def test_log_lines_are_json_with_ids_and_one_summary(
     ran = [entry for entry in mine if entry["logger"].startswith("prefect")]
     assert ran
     assert all(entry["flow_run_id"] == flow_run_id for entry in ran)
+    # Prefect's lines about the run name its deployment, `compute/<slug>`'s name.
+    of_the_run = [entry for entry in ran if entry["logger"] == "prefect.flow_runs"]
+    assert of_the_run
+    assert {entry["deployment_name"] for entry in of_the_run} == {"table-summary"}
     assert (WORKDIR / STACK_LOG).read_bytes().count(S3_SECRET.encode()) == 0
 
     def in_prefect() -> list[str]:

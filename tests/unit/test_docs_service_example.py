@@ -1,4 +1,4 @@
-"""The README's new-service example is a working service."""
+"""The new-service example of docs/services.md is a working service."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from PIL import Image
 from contract.description import FieldType
 from services.base import Blob, load_service
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "services.md"
 
 
 def test_readme_service_example_loads_and_processes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The `services/invert.py` of the README loads as a service and inverts an image."""
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    """The `services/invert.py` of the guide loads as a service and inverts an image."""
+    blocks = re.findall(r"```python\n(.*?)```", GUIDE.read_text(), flags=re.DOTALL)
     [example] = [block for block in blocks if '"""invert:' in block]
     (tmp_path / "readme_invert.py").write_text(example)
     monkeypatch.syspath_prepend(str(tmp_path))
