@@ -27,7 +27,6 @@ from api.task_detail import TaskDetail, task_detail
 from api.task_status import needs_stage, stage_of, task_status
 from contract.models import ServiceTask, StatusAnswer, TaskStatus
 from core.logs import bound
-from core.prefect_transport import prefect_httpx_settings
 from core.runs import RunParameters, S3Target
 from core.sealing import Credentials, Sealer
 from core.settings import ApiSettings
@@ -53,7 +52,7 @@ def create_app(settings: ApiSettings, service: Service) -> FastAPI:
         # Checks the description first: one the engine would choke on stops the start here.
         registration = Registration(settings, description)
         intake = Intake(settings.intake_path)
-        async with get_client(httpx_settings=prefect_httpx_settings()) as client:
+        async with get_client() as client:
             orchestrator = Orchestrator(client, description.slug)
             forwarder = Forwarder(intake, orchestrator)
             app.state.intake = intake

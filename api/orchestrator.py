@@ -7,6 +7,7 @@ task id as its idempotency key, so the same `/compute` twice is one run.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, cast
@@ -29,17 +30,20 @@ from prefect.exceptions import ObjectNotFound
 from prefect.settings import get_current_settings
 from prefect.states import Scheduled, to_state_create
 
-from core.prefect_transport import RETRIES, busy_delay
 from core.runs import FLOW_NAME, RunParameters, deployment_name
 
 if TYPE_CHECKING:
     from prefect.client.orchestration.routes import ServerRoutes
 
+# Tries more of the runs of a bulk create that met SQLite busy: 10 ms, doubling to 320 ms.
+RETRIES = 6
+FIRST_DELAY = 0.01
 # Prefect's bulk create takes at most this many runs per request.
 BULK_CREATE_LIMIT = 100
 _BULK_CREATE = "/deployments/{id}/create_flow_run/bulk"
 # How the bulk create reports a run that met another writer on SQLite (it answers 200 and
-# reports each run, so the transport's retry of 503 answers does not apply).
+# reports each run). The server begins writes IMMEDIATE (deployments.prefect_server), so
+# a writer waits for the lock instead; this stays for a server started otherwise.
 _BUSY = "database is locked"
 # Task runs read for a flow run: four stages per execution, a few executions.
 TASK_RUNS_READ = 100
@@ -105,7 +109,7 @@ class Orchestrator:
 
         One creation at a time, each its own SQLite write, gave about 3 runs/s under a burst;
         a batch costs one write lock for up to BULK_CREATE_LIMIT runs. Runs that met another
-        writer are tried again at once, as the transport does for single requests.
+        writer are tried again shortly (`busy_delay`).
         """
         results: dict[int, UUID | str] = {}
         todo = list(range(len(batch)))
@@ -174,3 +178,9 @@ class Orchestrator:
         from PREFECT_API_URL when unset); None when Prefect knows no UI address."""
         base = get_current_settings().ui_url
         return f"{base.rstrip('/')}/runs/flow-run/{flow_run_id}" if base else None
+
+
+def busy_delay(attempt: int) -> float:
+    """Seconds before try `attempt + 1` of a creation that met SQLite busy: 10 ms,
+    doubling, with jitter so that writers that collided do not collide again."""
+    return float(FIRST_DELAY * 2**attempt * random.uniform(0.5, 1.5))
