@@ -93,3 +93,7 @@ screenshots: install
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
 	$(PY) -m scripts.screenshots
+
+## bench-results: what keeping a stage's result costs, by the size of the data
+bench-results: install
+	$(PY) -m benchmarks.results_cost

@@ -50,9 +50,13 @@ def stage_detail(task_run: TaskRun) -> StageDetail:
     return StageDetail(ms=ms, attempts=task_run.run_count)
 
 
-def outputs_of(task_runs: Sequence[TaskRun]) -> list[str]:
-    """The keys the upload stage wrote, from its Completed state's message."""
-    for run in task_runs:
+def outputs_of(execution: Sequence[TaskRun], task_runs: Sequence[TaskRun]) -> list[str]:
+    """The keys the upload stage of the execution wrote, from its Completed state's
+    message; for a Cached upload (a rerun), those of the flow run's upload that wrote
+    them (the cache is the flow run's own: flows.results)."""
+    if not any(run.name == "upload" and run.state_type == StateType.COMPLETED for run in execution):
+        return []
+    for run in sorted(task_runs, key=lambda run: run.flow_run_run_count, reverse=True):
         if run.name == "upload" and run.state_type == StateType.COMPLETED and run.state:
             message = run.state.message or ""
             if message.startswith(OUTPUTS):
@@ -90,7 +94,7 @@ def task_detail(
         state=flow_run.state_name,
         runs=flow_run.run_count,
         stages={run.name: stage_detail(run) for run in execution},
-        data_out=outputs_of(execution),
+        data_out=outputs_of(execution, task_runs),
         error_message=error_message,
         prefect_ui=prefect_ui,
     )

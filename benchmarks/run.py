@@ -7,7 +7,9 @@ temporary PREFECT_HOME), moto's S3 server, a stand-in engine that records when e
 task's callback arrives, then the service's worker and API by the same code as `make run`
 (`deployments.local`), with `.env`'s defaults except for ports, paths, a fresh sealing
 key, MAX_TASKS (= --tasks unless --max-tasks) and LOG_LEVEL=info. The children's output
-goes to `<out>/service.log`. Every task uses the same two inputs: a 256x256 PNG and "90".
+goes to `<out>/service.log`. Every task has two inputs: a 256x256 PNG of its own (random
+noise over gradients, uploaded before the task is timed, so that every task is processed:
+no task finds another's result kept) and "90".
 
 Each repetition runs, after one unmeasured warm-up task:
 
@@ -327,8 +329,14 @@ class Harness:
     rotation_key: str
     task_timeout: float
 
+    def fresh_image(self) -> str:
+        """The key of a PNG no task has had yet, uploaded now."""
+        key = f"{uuid.uuid4()}.png"
+        s3_client(self.s3_endpoint).put_object(Bucket=BUCKET, Key=key, Body=input_png())
+        return key
+
     def body(self, task_id: str) -> dict[str, Any]:
-        """A ServiceTask shaped like the engine's."""
+        """A ServiceTask shaped like the engine's, with an image of its own."""
         return {
             "s3_access_key_id": ACCESS_KEY,
             "s3_secret_access_key": SECRET_KEY,
@@ -338,7 +346,7 @@ class Harness:
             "task": {
                 "created_at": "2026-11-27T22:17:55.280592",
                 "updated_at": "2026-11-27T22:18:46.770513",
-                "data_in": [self.image_key, self.rotation_key],
+                "data_in": [self.fresh_image(), self.rotation_key],
                 "data_out": None,
                 "status": "pending",
                 "service_id": str(uuid.uuid4()),
@@ -394,9 +402,10 @@ def single_case(h: Harness, count: int, alone: bool) -> SingleResult:
             if alone and not wait(lambda: h.unended_runs() == 0, h.task_timeout, 0.1):
                 log("  warning: the previous run has not ended; the next task is not alone")
             task_id = str(uuid.uuid4())
+            body = h.body(task_id)
             sent = time.perf_counter()
             try:
-                accepted = client.post(f"{h.api}/compute", json=h.body(task_id)).status_code
+                accepted = client.post(f"{h.api}/compute", json=body).status_code
             except httpx.HTTPError:
                 accepted = 0
             finished = None

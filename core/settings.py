@@ -105,3 +105,10 @@ class WorkerSettings(CommonSettings):
     # Where the worker serves its Prometheus metrics (GET /metrics); port 0 serves none.
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = Field(default=9091, ge=0, le=65535)
+    # Where the stages' results are kept, so that a rerun resumes where the task stopped
+    # (flows.results): a folder, or `s3://bucket[/prefix]` that every worker reaches (with
+    # AWS's own credential settings, and RESULT_S3_ENDPOINT for an S3 other than AWS).
+    result_storage: str = ".data/results"
+    result_s3_endpoint: str = ""
+    # Seconds a result is kept, and used for a rerun, before it is deleted.
+    result_ttl: int = Field(default=86_400, ge=1)

@@ -132,6 +132,18 @@ def start_cluster(
     return cluster
 
 
+def s3_results(s3_url: str, bucket: str = "service-results") -> dict[str, str]:
+    """The settings that keep the workers' results in a bucket of `s3_url` (a development
+    S3: its keys are moto's, which takes any)."""
+    return {
+        "RESULT_STORAGE": f"s3://{bucket}/kept",
+        "RESULT_S3_ENDPOINT": s3_url,
+        "AWS_ACCESS_KEY_ID": "results-development-key",
+        "AWS_SECRET_ACCESS_KEY": "results-development-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+
+
 def worker_metrics_ports(
     env: Mapping[str, str], api_ports: Sequence[int], workers: int
 ) -> list[int]:
@@ -162,8 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             metrics_ports = worker_metrics_ports(env, api_ports, args.workers)
             # For trying it with `python -m client`, as `make run` does (development only).
             s3 = start_local_s3(stack)
+            # The workers keep their results where each reads the others': that S3.
+            results = stack.variant(**s3_results(s3)) if s3 else stack
             cluster = start_cluster(
-                stack,
+                results,
                 Path(folder),
                 api_ports=api_ports,
                 workers=[f"{host}-worker-{n}" for n in range(1, args.workers + 1)],

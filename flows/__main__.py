@@ -23,7 +23,10 @@ from flows.engine import (
     without_run_heartbeats,
 )
 from flows.metrics import serve as serve_metrics
+from flows.results import keep_deleting_expired
+from flows.results import prepare as prepare_results
 from flows.runtime import Runtime, runtime
+from flows.stages import result_store
 from flows.worker import Worker
 
 log = logging.getLogger("flows")
@@ -49,6 +52,7 @@ async def serve(stop: asyncio.Event) -> None:
 async def _serve_with_prefect(stop: asyncio.Event, rt: Runtime, pool: str) -> None:
     async with shared_clients() as client:
         deployment_id = await ensure_deployment(client, rt.service, pool)
+        await prepare_results(rt.settings, rt.service.description.slug)
         worker = Worker(
             client,
             pool=pool,
@@ -59,7 +63,11 @@ async def _serve_with_prefect(stop: asyncio.Event, rt: Runtime, pool: str) -> No
             heartbeat_seconds=rt.settings.worker_heartbeat_seconds,
             shutdown_grace=rt.settings.worker_shutdown_grace,
         )
+        janitor = asyncio.create_task(
+            keep_deleting_expired(result_store(), rt.settings.result_ttl, stop)
+        )
         await worker.serve(stop)
+        await janitor
         await close_callback_client()
 
 

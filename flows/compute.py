@@ -17,16 +17,17 @@ only; a traceback in the run's log means something nobody foresaw.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from functools import cache
 from typing import Any, TypeVar
 from uuid import UUID
 
-from prefect import Flow, flow, get_run_logger
+from prefect import Flow, flow, get_client, get_run_logger
+from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import FlowRun, State
 from prefect.context import FlowRunContext
 from prefect.logging.loggers import flow_run_logger
@@ -37,8 +38,9 @@ from core.runs import FLOW_NAME, RunParameters, S3Location, S3Target
 from flows.callback import send_update
 from flows.errors import PermanentError, TaskError, TransientError
 from flows.metrics import ERRORED, FINISHED, RUNNING, STAGE_SECONDS, TASK_SECONDS
+from flows.results import delivery_of
 from flows.runtime import runtime
-from flows.stages import stages
+from flows.stages import result_store, stages
 from services.base import Blob
 
 T = TypeVar("T")
@@ -109,6 +111,8 @@ class RunRecord:
     # When this execution of the run started, in epoch seconds.
     started: float = field(default_factory=time.time)
     stage: str = "fetch"
+    # The delivery of the final callback this execution makes (flows.results).
+    delivery: str | None = None
     # The reason class of the stage that failed, once one has.
     failure: str | None = None
     stage_ms: dict[str, float] = field(default_factory=dict)
@@ -186,12 +190,12 @@ cancellation_requested: set[UUID] = set()
 handed_back: set[UUID] = set()
 
 
-async def tell_engine_error(callback_url: str, message: str) -> None:
+async def tell_engine_error(callback_url: str, message: str, delivery: str | None) -> None:
     """PATCH an `error` update outside a flow run's stages (a hook, the reaper), with the
-    notify stage's retries."""
+    notify stage's retries; not if `delivery` was made already."""
     update = TaskUpdate(status=TaskStatus.ERROR, error_message=message)
     try:
-        await stages().notify(callback_url, update)
+        await stages().notify(callback_url, update, delivery)
     except TaskError as error:
         logging.getLogger(__name__).error("error callback not delivered: %s", error)
 
@@ -211,18 +215,16 @@ async def _report_abnormal_end(flow: Flow[..., Any], flow_run: FlowRun, state: S
         reason = "crashed" if state.is_crashed() else "failed"
         message = f"the run {reason}: {state.message or state.name}"
     callback_url = str(flow_run.parameters.get("callback_url", ""))
-    await tell_engine_error(callback_url, message)
     if record is None:  # the body never started (a crash before it)
         created = flow_run.created.timestamp() if flow_run.created else time.time()
         record = RunRecord(callback_url=callback_url, created=created, progress=False)
+    if record.delivery is None:
+        async with get_client() as client:
+            record.delivery = await _delivery_of(client, flow_run)
+    await tell_engine_error(callback_url, message, record.delivery)
     if reason == "failed":
         reason = record.failure or "unexpected"
     record.end("error", reason, flow_run_logger(flow_run, flow))
-
-
-# Results are not persisted; naming a storage anyway spares every run a request for the
-# server's default one.
-_UNUSED_RESULT_STORAGE = Path(tempfile.gettempdir()) / "results"
 
 
 # Prefect's own check of the parameters builds a pydantic model of the signature at every
@@ -232,7 +234,6 @@ _UNUSED_RESULT_STORAGE = Path(tempfile.gettempdir()) / "results"
     name=FLOW_NAME,
     validate_parameters=False,
     persist_result=False,
-    result_storage=_UNUSED_RESULT_STORAGE,
     on_failure=[_report_abnormal_end],
     on_crashed=[_report_abnormal_end],
     on_cancellation=[_report_abnormal_end],
@@ -248,6 +249,8 @@ async def compute(
     log = get_run_logger()
     run_id, run = _begin(callback_url)
     RUNNING.inc()
+    # Read while the stages run; needed by the final callback only.
+    delivery = asyncio.create_task(_delivery())
     try:
         try:
             keys = await _fetch_process_upload(run, parameters.data_in, parameters.s3.location())
@@ -258,6 +261,7 @@ async def compute(
                 _records.pop(run_id, None)
             failed_stage, failure = run.stage, run.failure or reason_class(error)
             try:
+                run.delivery = await delivery
                 await _notify(run, TaskUpdate(status=TaskStatus.ERROR, error_message=message))
             finally:
                 run.stage = failed_stage
@@ -265,6 +269,7 @@ async def compute(
             # The run's state says why, in the words the engine got.
             return Failed(message=message)
         # A failure to deliver this is the hook's to report, and to count.
+        run.delivery = await delivery
         await _notify(run, TaskUpdate(status=TaskStatus.FINISHED, data_out=keys))
         if run_id is not None:
             _records.pop(run_id, None)
@@ -272,6 +277,39 @@ async def compute(
         return keys
     finally:
         RUNNING.dec()
+        if not delivery.done():
+            delivery.cancel()
+
+
+async def _delivery() -> str | None:
+    """This execution's delivery of the final callback (flows.results.delivery_of)."""
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None or not isinstance(context.client, PrefectClient):
+        return None
+    return await _delivery_of(context.client, context.flow_run)
+
+
+async def _delivery_of(client: PrefectClient, flow_run: FlowRun) -> str | None:
+    """flows.results.delivery_of, or None (the callback is sent, kept or not) when
+    Prefect cannot say: a second callback rather than none."""
+    try:
+        return await delivery_of(client, flow_run)
+    except Exception as error:
+        logging.getLogger(__name__).warning(
+            "flow run %s: its deliveries unknown (%s); the callback is sent regardless",
+            flow_run.id,
+            error,
+        )
+        return None
+
+
+@cache
+def compute_flow() -> Flow[..., Any]:
+    """The flow as the worker runs it. Its own result is not kept (its stages' are), but
+    Prefect writes the exception of a run that raised: there, where the stages' results
+    are, deleted with them (naming a storage also spares each run a request for the
+    server's default one)."""
+    return compute.with_options(result_storage=result_store())
 
 
 async def _fetch_process_upload(run: RunRecord, data_in: list[str], s3: S3Location) -> list[str]:
@@ -281,8 +319,11 @@ async def _fetch_process_upload(run: RunRecord, data_in: list[str], s3: S3Locati
     outputs: dict[str, Blob] = await _stage(run, "process", lambda: stage.process(inputs))
     run.files_out, run.bytes_out = len(outputs), _size(outputs)
     # The upload's own Completed state, naming the keys (flows.stages.upload).
-    uploaded: State[list[str]] = await _stage(run, "upload", lambda: stage.upload(s3, outputs))
-    return await uploaded.aresult()
+    uploaded: State[list[str]] | list[str] = await _stage(
+        run, "upload", lambda: stage.upload(s3, outputs)
+    )
+    # A Cached upload gives back the keys it wrote the first time, no longer in a state.
+    return await uploaded.aresult() if isinstance(uploaded, State) else uploaded
 
 
 async def _stage(run: RunRecord, name: str, step: Callable[[], Awaitable[T]]) -> T:
@@ -318,4 +359,4 @@ async def _progress(run: RunRecord, status: TaskStatus) -> None:
 
 async def _notify(run: RunRecord, update: TaskUpdate) -> None:
     """PATCH the engine with how the task ended."""
-    await _stage(run, "notify", lambda: stages().notify(run.callback_url, update))
+    await _stage(run, "notify", lambda: stages().notify(run.callback_url, update, run.delivery))

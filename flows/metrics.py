@@ -36,6 +36,10 @@ CALLBACK_FAILURES = Counter(
     "Callback PATCHes the engine did not take (no answer, 4xx, 5xx), by kind",
     ["kind"],
 )
+PROCESSED = Counter(
+    "core_service_processed",
+    "Calls of the service's process (a rerun that found the result kept makes none)",
+)
 STAGE_SECONDS = Histogram(
     "core_service_stage_seconds",
     "Time spent in each stage (fetch, process, upload, notify), retries included",

@@ -26,11 +26,12 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.responses import SetStateStatus
-from prefect.states import AwaitingRetry, Crashed
+from prefect.states import Crashed
 from prefect.types._datetime import now
 
 from flows.claims import from_schedule, restore
 from flows.compute import tell_engine_error
+from flows.results import delivery_of, rescheduled
 
 log = logging.getLogger(__name__)
 MAX_EXECUTIONS = 3
@@ -125,12 +126,14 @@ async def take_back(client: PrefectClient, run: FlowRun) -> bool:
         log.info("flow run %s ended since it was listed; left as it is", run.id)
         return False
     if given_up:
-        await tell_engine_error(str(run.parameters.get("callback_url", "")), message)
+        # The delivery of this execution: no error if it delivered `finished` already.
+        delivery = await delivery_of(client, run)
+        await tell_engine_error(str(run.parameters.get("callback_url", "")), message, delivery)
         log.error("flow run %s given up: %s", run.id, message)
     else:
         await client.set_flow_run_state(
             run.id,
-            AwaitingRetry(message=f"its worker ({worker}) stopped answering; running again"),
+            rescheduled(f"its worker ({worker}) stopped answering"),
             force=True,
         )
         log.warning("flow run %s lost its worker %s; scheduled again", run.id, worker)

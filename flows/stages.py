@@ -10,10 +10,14 @@ every retry in its state history and `run_count`. The S3 and callback stages ret
 `TransientError` with Prefect's retries (exponential backoff from RETRY_BASE_DELAY, with
 jitter); `retry_condition_fn` refuses everything else, a permanent fault fails at once.
 
+`process`, `upload` and `notify` keep their results in RESULT_STORAGE under a key of
+what they were given (flows.results), so that a rerun finds them `Cached` and does not
+process, upload or PATCH again what it already had; `fetch` reads the inputs again, as
+the key of `process` is what they contain.
+
 What Prefect records of a task run is its name, states and the upstream runs of its
-inputs, never the values; results are not persisted, nor hashed for a cache. Still, no
-stage takes a credential, even sealed: the S3 stages open the seal kept in the flow run's
-parameters themselves (`_credentials`).
+inputs, never the values. No stage takes a credential, even sealed: the S3 stages open
+the seal kept in the flow run's parameters themselves (`_credentials`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cache
 from typing import Any
 from uuid import uuid4
@@ -28,7 +33,7 @@ from uuid import uuid4
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
-from prefect.context import FlowRunContext
+from prefect.context import FlowRunContext, TaskRunContext
 from prefect.states import Completed
 from prefect.tasks import exponential_backoff
 
@@ -36,10 +41,11 @@ from contract.description import extension_of
 from contract.models import TaskUpdate
 from core.runs import S3Location, S3Target
 from core.sealing import Credentials
-from flows import storage
+from flows import results, storage
 from flows.callback import send_update
 from flows.errors import TransientError
 from flows.inputs import pair_inputs
+from flows.metrics import PROCESSED
 from flows.runtime import runtime
 from services.base import Blob
 
@@ -81,13 +87,29 @@ async def fetch(s3: S3Location, data_in: list[str]) -> dict[str, Blob]:
     return {item.field: Blob(data, item.type) for item, data in zip(paired, contents, strict=True)}
 
 
-@task(name="process", task_run_name="process", persist_result=False, cache_policy=NO_CACHE)
+def _process_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    service = runtime().service
+    return results.process_key(service.description.slug, service.version, parameters["inputs"])
+
+
+def _upload_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    flow_run_id = results.flow_run_of(context)
+    return results.upload_key(flow_run_id, parameters["s3"], parameters["outputs"])
+
+
+def _notify_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    delivery: str | None = parameters.get("delivery")
+    return results.notify_key(delivery) if delivery else None
+
+
+@task(name="process", task_run_name="process", cache_key_fn=_process_key)
 async def process(inputs: Mapping[str, Blob]) -> dict[str, Blob]:
     """The service's code, in a child process."""
+    PROCESSED.inc()
     return await runtime().pool.run(dict(inputs))
 
 
-@task(name="upload", task_run_name="upload", persist_result=False, cache_policy=NO_CACHE)
+@task(name="upload", task_run_name="upload", cache_key_fn=_upload_key)
 async def upload(s3: S3Location, outputs: Mapping[str, Blob]) -> State[list[str]]:
     """Write each output under a new `<uuid4><extension>` key, in the order of the
     fields; the keys are also the message of the stage's Completed state."""
@@ -104,9 +126,10 @@ async def upload(s3: S3Location, outputs: Mapping[str, Blob]) -> State[list[str]
     return Completed(message=OUTPUTS + ", ".join(keys), data=keys)
 
 
-@task(name="notify", task_run_name="notify", persist_result=False, cache_policy=NO_CACHE)
-async def notify(callback_url: str, update: TaskUpdate) -> None:
-    """PATCH the engine with how the task ended."""
+@task(name="notify", task_run_name="notify", cache_key_fn=_notify_key)
+async def notify(callback_url: str, update: TaskUpdate, delivery: str | None = None) -> None:
+    """PATCH the engine with how the task ended, once per `delivery`
+    (flows.results.delivery_of; None: every time)."""
     await send_update(callback_url, update, runtime().settings.callback_timeout)
 
 
@@ -117,7 +140,7 @@ class Stages:
     fetch: Task[[S3Location, list[str]], Any]
     process: Task[[Mapping[str, Blob]], Any]
     upload: Task[[S3Location, Mapping[str, Blob]], Any]
-    notify: Task[[str, TaskUpdate], Any]
+    notify: Task[[str, TaskUpdate, str | None], Any]
 
 
 def _retried(stage: Task[Any, Any], retries: int) -> Task[Any, Any]:
@@ -129,13 +152,29 @@ def _retried(stage: Task[Any, Any], retries: int) -> Task[Any, Any]:
     )
 
 
+def _kept(stage: Task[Any, Any]) -> Task[Any, Any]:
+    settings = runtime().settings
+    return stage.with_options(
+        persist_result=True,
+        result_storage=result_store(),
+        cache_expiration=timedelta(seconds=settings.result_ttl),
+    )
+
+
+@cache
+def result_store() -> results.Storage:
+    """RESULT_STORAGE, as Prefect takes it (flows.results.storage)."""
+    return results.storage(runtime().settings)
+
+
 @cache
 def stages() -> Stages:
-    """Built once per process: TRANSIENT_RETRIES for S3, CALLBACK_RETRIES for the engine."""
+    """Built once per process: TRANSIENT_RETRIES for S3, CALLBACK_RETRIES for the engine,
+    and the results of process, upload and notify kept for RESULT_TTL."""
     settings = runtime().settings
     return Stages(
         fetch=_retried(fetch, settings.transient_retries),
-        process=process,
-        upload=_retried(upload, settings.transient_retries),
-        notify=_retried(notify, settings.callback_retries),
+        process=_kept(process),
+        upload=_kept(_retried(upload, settings.transient_retries)),
+        notify=_kept(_retried(notify, settings.callback_retries)),
     )

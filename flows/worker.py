@@ -29,14 +29,15 @@ from prefect.client.schemas.responses import WorkerFlowRunResponse
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
 from prefect.flow_engine import run_flow_async
-from prefect.states import AwaitingRetry, Cancelled
+from prefect.states import Cancelled
 from prefect.types._datetime import now
 
 from core.logs import bound
 from flows.claims import claim
-from flows.compute import cancellation_requested, compute, handed_back
+from flows.compute import cancellation_requested, compute_flow, handed_back
 from flows.engine import ClaimedRuns, record_owners
 from flows.reaper import owner_mark, sweep
+from flows.results import rescheduled
 
 log = logging.getLogger(__name__)
 # States whose events say a run is ready to claim (new, retried, given back) or cancelled.
@@ -256,7 +257,10 @@ class Worker:
         try:
             # The engine reads the run (the claim's answer: flows.engine), then proposes Running.
             await run_flow_async(
-                compute, flow_run=flow_run, parameters=flow_run.parameters, return_type="state"
+                compute_flow(),
+                flow_run=flow_run,
+                parameters=flow_run.parameters,
+                return_type="state",
             )
         except asyncio.CancelledError:
             if flow_run.id not in cancellation_requested and flow_run.id not in handed_back:
@@ -271,7 +275,7 @@ class Worker:
             handed_back.discard(flow_run.id)
             await self._client.set_flow_run_state(
                 flow_run.id,
-                AwaitingRetry(message=f"worker {self._name} stopped; running again"),
+                rescheduled(f"worker {self._name} stopped"),
                 force=True,
             )
         if flow_run.id in cancellation_requested:

@@ -9,12 +9,17 @@ A service module has:
 - optionally `load()` (plain or `async def`): called once in each of those child
   processes before its first task, for what is expensive to set up (a model, a client).
   The API and the worker's own process import the module only for `DESCRIPTION`, so keep
-  the import cheap and put the expensive part in `load()`.
+  the import cheap and put the expensive part in `load()`;
+- optionally `VERSION`, a string: results of `process` are reused for the same inputs
+  while it stays the same (flows.results). Without it, the version is a digest of the
+  module's source, so that any change to the module processes inputs anew; set it when
+  the code stays and what it loads changes (a model's weights).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
@@ -54,6 +59,8 @@ class Service:
     description: ServiceDescription
     process: Process
     load: Load | None = None
+    # What tells this service's results from those of other code (the module's VERSION).
+    version: str = ""
 
     def run(self, inputs: Mapping[str, Blob]) -> Outputs:
         """`process` called here, to its end whether sync or async: for tests and scripts.
@@ -80,4 +87,11 @@ def load_service(module_name: str) -> Service:
         raise TypeError(f"service module {module_name} has no process function")
     if load is not None and not callable(load):
         raise TypeError(f"service module {module_name}: load is not a function")
-    return Service(module=module_name, description=description, process=process, load=load)
+    version = getattr(module, "VERSION", None)
+    if version is None:
+        version = "source-" + hashlib.sha256(inspect.getsource(module).encode()).hexdigest()[:16]
+    elif not isinstance(version, str) or not version:
+        raise TypeError(f"service module {module_name}: VERSION is not a non-empty string")
+    return Service(
+        module=module_name, description=description, process=process, load=load, version=version
+    )

@@ -54,6 +54,7 @@ os.environ.update(
         "WORKER_METRICS_PORT": "0",
         "MAX_TASKS": "50",
         "INTAKE_PATH": str(WORKDIR / "intake.db"),
+        "RESULT_STORAGE": str(WORKDIR / "results"),
         # Long enough to see a retry happen, short enough for a quick suite.
         "TRANSIENT_RETRIES": "5",
         "RETRY_BASE_DELAY": "0.2",

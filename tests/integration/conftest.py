@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -431,3 +432,22 @@ async def idle_worker(client: PrefectClient, name: str) -> Worker:
         heartbeat_seconds=1,
         shutdown_grace=0,
     )
+
+
+@contextmanager
+def only_an_extra_worker(client: Client, **settings: str) -> Iterator[Process]:
+    """A second worker (with `settings` over the suite's) that alone takes new runs: the
+    suite's worker is paused until exit.
+
+    The suite's worker is never killed, so what it measured for coverage is kept.
+    """
+    main = client.stack.process("worker")
+    with (WORKDIR / "stack.log").open("ab") as log:
+        overrides = {"WORKER_NAME": f"extra-{uuid.uuid4()}", **settings}
+        extra = Stack(environment(overrides), log=log)
+        try:
+            os.kill(main.popen.pid, signal.SIGSTOP)
+            yield start_worker(extra, SLUG)
+        finally:
+            os.kill(main.popen.pid, signal.SIGCONT)
+            extra.stop()

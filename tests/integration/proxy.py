@@ -12,7 +12,9 @@ class Proxy:
     """Forwards 127.0.0.1:<port> to `target_port`.
 
     `drop_first` connections are closed at once (S3 briefly unreachable); a request
-    whose first bytes satisfy `hold` waits until `release()` (a stage caught mid-way).
+    whose first bytes satisfy `hold` waits until `release()` (a stage caught mid-way); one
+    whose first bytes satisfy `refuse` is closed unanswered until `heal()` (S3 refusing
+    writes, say, for as long as a test wants).
     """
 
     def __init__(
@@ -20,10 +22,13 @@ class Proxy:
         target_port: int,
         drop_first: int = 0,
         hold: Callable[[bytes], bool] | None = None,
+        refuse: Callable[[bytes], bool] | None = None,
     ) -> None:
         self._target_port = target_port
         self._drop_left = drop_first
         self._hold = hold
+        self._refuse = refuse
+        self.refused = 0
         self._released = threading.Event()
         self.dropped = 0
         self.held = threading.Event()
@@ -38,6 +43,9 @@ class Proxy:
 
     def release(self) -> None:
         self._released.set()
+
+    def heal(self) -> None:
+        self._refuse = None
 
     def close(self) -> None:
         self._released.set()
@@ -62,6 +70,11 @@ class Proxy:
     def _serve(self, client: socket.socket) -> None:
         with client, socket.create_connection(("127.0.0.1", self._target_port)) as upstream:
             first = client.recv(65536)
+            refuse = self._refuse
+            if refuse is not None and refuse(first):
+                with self._lock:
+                    self.refused += 1
+                return
             if self._hold is not None and self._hold(first):
                 self.held.set()
                 self._released.wait(60)

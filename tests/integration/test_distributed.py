@@ -22,10 +22,17 @@ import pytest
 
 from benchmarks import scale
 from deployments.local import Stack, environment, free_port
-from deployments.scaled import Cluster, start_cluster
+from deployments.scaled import Cluster, s3_results, start_cluster
 from flows.reaper import owner_mark
 from tests.conftest import WORKDIR
-from tests.integration.conftest import Client, Engine, RunningStack, image_bytes, wait_for
+from tests.integration.conftest import (
+    Client,
+    Engine,
+    RunningStack,
+    image_bytes,
+    s3_client,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.distributed]
 
@@ -38,6 +45,7 @@ ROUNDS = 4
 # POSTs of a burst in flight at once: the whole burst arrives within a moment, as the
 # engine's do, so the workers find a deep backlog and list the same runs.
 SENDERS = 100
+RESULTS_BUCKET = "distributed-results"
 WORKERS = ("dist-worker-1", "dist-worker-2")
 # Seconds for each thing the cluster does below, on a busy two-core machine; and between
 # two looks at Prefect's flow runs (each reads them all).
@@ -47,10 +55,12 @@ TERMINAL = ("finished", "error")
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
+def cluster(s3_endpoint: str) -> Iterator[Cluster]:
     folder = Path(tempfile.mkdtemp(prefix="distributed-", dir=WORKDIR))
     env = environment(
         {
+            # Results where both workers read them, as the distributed mode keeps them.
+            **s3_results(s3_endpoint, RESULTS_BUCKET),
             "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api",
             "PREFECT_HOME": str(folder / "prefect"),
             # A worker takes runs from a listing of due runs for up to a poll interval:
@@ -140,6 +150,10 @@ def test_1000_tasks_in_bursts_into_both_apis_each_get_exactly_one_terminal_callb
     }
     assert len(task_ids) >= 1000
     assert not twice, f"{len(twice)} of {len(task_ids)} tasks: {list(twice.items())[:5]}"
+    # The workers kept their results in the S3 both reach (flows.results).
+    kept = s3_client(s3_endpoint).list_objects_v2(Bucket=RESULTS_BUCKET, Prefix="kept/")
+    names = [item["Key"] for item in kept.get("Contents", [])]
+    assert any(name.startswith("kept/notify-") for name in names), names[:5]
 
 
 def held_by(runs: list[dict[str, Any]], worker: str, states: set[str]) -> list[dict[str, Any]]:

@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
 
-from deployments.local import Process, Stack, environment, start_prefect_server, start_worker
-from tests.conftest import WORKDIR
-from tests.integration.conftest import SLUG, Client, image_bytes, wait_for
+from deployments.local import start_prefect_server
+from tests.integration.conftest import Client, image_bytes, only_an_extra_worker, wait_for
 from tests.integration.proxy import Proxy
 
 pytestmark = pytest.mark.integration
-
-
-@contextmanager
-def only_an_extra_worker(client: Client) -> Iterator[Process]:
-    """A second worker that alone takes new runs: the suite's worker is paused until exit.
-
-    The suite's worker is never killed, so what it measured for coverage is kept.
-    """
-    main = client.stack.process("worker")
-    with (WORKDIR / "stack.log").open("ab") as log:
-        extra = Stack(environment({"WORKER_NAME": f"extra-{uuid.uuid4()}"}), log=log)
-        try:
-            os.kill(main.popen.pid, signal.SIGSTOP)
-            yield start_worker(extra, SLUG)
-        finally:
-            os.kill(main.popen.pid, signal.SIGCONT)
-            extra.stop()
 
 
 @pytest.mark.parametrize("kill", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])

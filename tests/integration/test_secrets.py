@@ -18,7 +18,8 @@ STAGES = {"fetch", "process", "upload", "notify"}
 
 
 def test_secret_absent_from_parameters_database_and_logs(client: Client) -> None:
-    """After a finished and a failed task: not in flow-run parameters, the DB files, the logs."""
+    """After a finished and a failed task: not in flow-run parameters, the DB files, the logs,
+    the kept results; those hold neither the access key nor the sealed credentials."""
     good = client.submit([client.put(image_bytes("PNG"), ".png"), client.put(b"90", ".txt")])
     bad = client.submit([f"{uuid.uuid4()}.png", client.put(b"90", ".txt")])
     assert client.engine.final(good)["status"] == "finished"
@@ -41,6 +42,13 @@ def test_secret_absent_from_parameters_database_and_logs(client: Client) -> None
     assert client.stack.log_path in written
     for path in written:
         assert S3_SECRET.encode() not in path.read_bytes(), f"secret found in {path}"
+    kept = [path for path in written if WORKDIR / "results" in path.parents]
+    assert kept, "no result kept"
+    sealed = [run["parameters"]["s3"]["sealed_credentials"].encode() for run in runs]
+    for path in kept:
+        content = path.read_bytes()
+        assert ACCESS_KEY.encode() not in content, f"access key found in {path}"
+        assert not any(seal in content for seal in sealed), f"sealed credentials in {path}"
     for update in client.engine.updates[good] + client.engine.updates[bad]:
         assert S3_SECRET not in str(update)
 

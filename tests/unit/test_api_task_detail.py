@@ -68,6 +68,20 @@ def test_a_rerun_shows_its_latest_execution_only() -> None:
     assert shown.data_out == ["a.json", "b.png"]
 
 
+def test_a_rerun_with_a_cached_upload_gives_the_keys_it_kept() -> None:
+    """A rerun's Cached upload has no message: the keys are those of the upload, in an
+    earlier execution of the run, that wrote them; a failed rerun's upload gives none."""
+    first = [task_run("upload", Completed(message=OUTPUTS + "a.json"), 0.0, 0.1, execution=1)]
+    cached: State[None] = Completed(name="Cached")
+    rerun = [task_run("notify", Failed(), 5.0, 5.1, execution=2)]
+    rerun.insert(0, task_run("upload", cached, 4.0, 4.0, execution=2))
+    shown = task_detail(uuid.uuid4(), run(Completed(), run_count=2), first + rerun, None)
+    assert shown.data_out == ["a.json"]
+    failed = [task_run("upload", Failed(), 4.0, 4.1, execution=2)]
+    shown = task_detail(uuid.uuid4(), run(Failed(), run_count=2), first + failed, None)
+    assert shown.data_out == []
+
+
 def test_a_finished_run_is_detailed() -> None:
     """Status, state, runs, stages, outputs and the page come together."""
     task_id = uuid.uuid4()

@@ -66,6 +66,21 @@ def test_load_service_of_a_throwaway_module(module_dir: Path) -> None:
     assert service.process({"text": blob}) == {"text": blob}
 
 
+def test_version_is_the_modules_or_a_digest_of_its_source(module_dir: Path) -> None:
+    """VERSION when the module sets it; else a digest of the source, which any edit
+    changes (so kept results of other code are not reused: flows.results)."""
+    source = DESCRIPTION_SOURCE + PROCESS_SOURCE
+    first = load_service(write_module(module_dir, "throwaway_v1", source)).version
+    assert first.startswith("source-")
+    assert load_service(write_module(module_dir, "throwaway_v2", source)).version == first
+    edited = load_service(write_module(module_dir, "throwaway_v3", source + "# edited\n"))
+    assert edited.version != first
+    named = load_service(write_module(module_dir, "throwaway_v4", source + "VERSION = '2.1'\n"))
+    assert named.version == "2.1"
+    with pytest.raises(TypeError, match="VERSION"):
+        load_service(write_module(module_dir, "throwaway_v5", source + "VERSION = 3\n"))
+
+
 def test_module_without_description_is_a_type_error(module_dir: Path) -> None:
     """A module with no DESCRIPTION is refused, naming the module and DESCRIPTION."""
     name = write_module(module_dir, "throwaway_no_description", PROCESS_SOURCE)
