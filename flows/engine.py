@@ -125,13 +125,15 @@ class _NotCompletedTaskRuns(logging.Filter):
         )
 
 
-# How Prefect's task engine ends the log of every task run (`log_finished_message`).
-COMPLETED_TASK_RUN = "Finished in state Completed("
+# How Prefect's task engine ends the log of every task run (`log_finished_message`), at
+# INFO for a completed one (Completed, or Cached when a rerun found its result kept).
+COMPLETED_TASK_RUN = "Finished in state "
 
 
 def quiet_completed_task_runs() -> None:
-    """Drop the line Prefect's task engine logs as each task run completes: four per flow
-    run, each written to the worker's log and sent to the Prefect server, to say what the
-    run's graph in the UI shows anyway (about 5 ms of the worker's CPU per flow run, and
-    four log rows for the server). A task run that fails or retries still logs why."""
+    """Drop the line Prefect's task engine logs as each task run completes (or is Cached):
+    four per flow run, each written to the worker's log and sent to the Prefect server, to
+    say what the run's graph in the UI shows anyway (about 5 ms of the worker's CPU per
+    flow run, and four log rows for the server). A task run that fails or retries still
+    logs why."""
     logging.getLogger("prefect.task_runs").addFilter(_NotCompletedTaskRuns())

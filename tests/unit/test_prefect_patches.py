@@ -98,6 +98,7 @@ def test_completed_task_run_filter_keeps_failures() -> None:
 
     keep = _NotCompletedTaskRuns().filter
     assert not keep(record(logging.INFO, f"Finished in state {Completed()}"))
+    assert not keep(record(logging.INFO, f"Finished in state {Completed(name='Cached')}"))
     assert keep(record(logging.ERROR, f"Finished in state {Failed(message='x')}"))
     assert keep(record(logging.INFO, "Task run failed with exception: ... Retry 1/5"))
 
