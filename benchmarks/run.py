@@ -62,6 +62,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import metadata
 from pathlib import Path
@@ -302,7 +303,10 @@ def input_png() -> bytes:
     return out.getvalue()
 
 
+@cache
 def s3_client(endpoint: str) -> Any:
+    """One client per S3 (a task's image each is uploaded before the task is sent: a new
+    client for each would cost more than the upload)."""
     return boto3.client(
         "s3",
         endpoint_url=endpoint,

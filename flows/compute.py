@@ -38,7 +38,7 @@ from core.runs import FLOW_NAME, RunParameters, S3Location, S3Target
 from flows.callback import send_update
 from flows.errors import PermanentError, TaskError, TransientError
 from flows.metrics import ERRORED, FINISHED, RUNNING, STAGE_SECONDS, TASK_SECONDS
-from flows.results import delivery_of
+from flows.results import delivery_if_known
 from flows.runtime import runtime
 from flows.stages import result_store, stages
 from services.base import Blob
@@ -220,7 +220,7 @@ async def _report_abnormal_end(flow: Flow[..., Any], flow_run: FlowRun, state: S
         record = RunRecord(callback_url=callback_url, created=created, progress=False)
     if record.delivery is None:
         async with get_client() as client:
-            record.delivery = await _delivery_of(client, flow_run)
+            record.delivery = await delivery_if_known(client, flow_run)
     await tell_engine_error(callback_url, message, record.delivery)
     if reason == "failed":
         reason = record.failure or "unexpected"
@@ -286,21 +286,7 @@ async def _delivery() -> str | None:
     context = FlowRunContext.get()
     if context is None or context.flow_run is None or not isinstance(context.client, PrefectClient):
         return None
-    return await _delivery_of(context.client, context.flow_run)
-
-
-async def _delivery_of(client: PrefectClient, flow_run: FlowRun) -> str | None:
-    """flows.results.delivery_of, or None (the callback is sent, kept or not) when
-    Prefect cannot say: a second callback rather than none."""
-    try:
-        return await delivery_of(client, flow_run)
-    except Exception as error:
-        logging.getLogger(__name__).warning(
-            "flow run %s: its deliveries unknown (%s); the callback is sent regardless",
-            flow_run.id,
-            error,
-        )
-        return None
+    return await delivery_if_known(context.client, context.flow_run)
 
 
 @cache

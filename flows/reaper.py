@@ -31,7 +31,7 @@ from prefect.types._datetime import now
 
 from flows.claims import from_schedule, restore
 from flows.compute import tell_engine_error
-from flows.results import delivery_of, rescheduled
+from flows.results import delivery_if_known, rescheduled
 
 log = logging.getLogger(__name__)
 MAX_EXECUTIONS = 3
@@ -127,7 +127,7 @@ async def take_back(client: PrefectClient, run: FlowRun) -> bool:
         return False
     if given_up:
         # The delivery of this execution: no error if it delivered `finished` already.
-        delivery = await delivery_of(client, run)
+        delivery = await delivery_if_known(client, run)
         await tell_engine_error(str(run.parameters.get("callback_url", "")), message, delivery)
         log.error("flow run %s given up: %s", run.id, message)
     else:

@@ -186,16 +186,27 @@ async def delivery_of(client: PrefectClient, flow_run: FlowRun) -> str:
     return delivery(flow_run.id, retried)
 
 
-def _expired_files(root: Path, before: float) -> list[Path]:
-    return [p for p in root.rglob("*") if p.is_file() and p.stat().st_mtime < before]
+async def delivery_if_known(client: PrefectClient, flow_run: FlowRun) -> str | None:
+    """`delivery_of`, or None (the callback is then sent whether made before or not) when
+    Prefect cannot say: a second callback rather than none."""
+    try:
+        return await delivery_of(client, flow_run)
+    except Exception as error:
+        log.warning(
+            "flow run %s: its deliveries unknown (%s); the callback is sent regardless",
+            flow_run.id,
+            error,
+        )
+        return None
 
 
 def _delete_expired_files(root: Path, before: float) -> int:
-    deleted = 0
-    for path in _expired_files(root, before) if root.is_dir() else []:
+    if not root.is_dir():
+        return 0
+    expired = [p for p in root.rglob("*") if p.is_file() and p.stat().st_mtime < before]
+    for path in expired:
         path.unlink(missing_ok=True)
-        deleted += 1
-    return deleted
+    return len(expired)
 
 
 def _delete_expired_objects(bucket: S3Bucket, before: float) -> int:

@@ -434,6 +434,16 @@ async def idle_worker(client: PrefectClient, name: str) -> Worker:
     )
 
 
+def task_runs(client: Client, task_id: str) -> list[dict[str, Any]]:
+    """The task runs of the task's flow run, in the order they started."""
+    runs: list[dict[str, Any]] = httpx.post(
+        f"{client.stack.prefect_api}/task_runs/filter",
+        json={"flow_runs": {"id": {"any_": [client.flow_run_id(task_id)]}}},
+        timeout=10,
+    ).json()
+    return sorted(runs, key=lambda run: run["start_time"] or run["expected_start_time"])
+
+
 @contextmanager
 def only_an_extra_worker(client: Client, **settings: str) -> Iterator[Process]:
     """A second worker (with `settings` over the suite's) that alone takes new runs: the

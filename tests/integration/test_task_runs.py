@@ -9,23 +9,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import Client, image_bytes, wait_for
+from tests.integration.conftest import Client, image_bytes, task_runs, wait_for
 from tests.integration.proxy import Proxy
 
 pytestmark = pytest.mark.integration
 STAGES = ["fetch", "process", "upload", "notify"]
 # Seconds for Prefect to record a task run from its events (flushed every second).
 RECORDED = 30
-
-
-def task_runs(client: Client, task_id: str) -> list[dict[str, Any]]:
-    """The task runs of the task's flow run, in the order they started."""
-    runs: list[dict[str, Any]] = httpx.post(
-        f"{client.stack.prefect_api}/task_runs/filter",
-        json={"flow_runs": {"id": {"any_": [client.flow_run_id(task_id)]}}},
-        timeout=10,
-    ).json()
-    return sorted(runs, key=lambda run: run["start_time"] or run["expected_start_time"])
 
 
 def ended(client: Client, task_id: str, count: int) -> list[dict[str, Any]] | None:
