@@ -70,7 +70,7 @@ lock:
 clean:
 	rm -rf $(VENV) .data .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache
 
-## bench: the performance benchmark of issue 4 (its own stack; --tasks 200 --repeat 3)
+## bench: how fast the service accepts and runs tasks (its own stack; --tasks 200 --repeat 3)
 bench: install
 	$(PY) -m benchmarks.run
 

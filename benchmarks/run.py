@@ -1,4 +1,4 @@
-"""`make bench`: how fast the service accepts and runs tasks, against the targets of issue 4.
+"""`make bench`: how fast the service accepts and runs tasks, against its targets.
 
     .venv/bin/python -m benchmarks.run [--tasks 200] [--repeat 3] [--out .data/bench]
 
