@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install postgres run run-scaled test lint format lock clean bench bench-prefect bench-scale new-service
+.PHONY: install postgres run run-scaled test test-fast lint format lock clean bench bench-prefect bench-scale new-service
 
 install: $(INSTALLED)
 
@@ -40,9 +40,18 @@ new-service:
 	@$(MAKE) --no-print-directory install
 	$(PY) -m services.new $(NAME)
 
-## test: the whole suite against real servers it starts itself, with a coverage check
+## test: the whole suite against real servers it starts itself, with a coverage check, in
+## XDIST processes side by side (the distributed cluster's tests in one, those over the
+## suite's stack in another, the rest wherever there is room: tests/conftest.py), its
+## slowest tests listed
+XDIST ?= 3
 test: install postgres
-	$(PY) -m pytest --cov --cov-report=term-missing
+	$(PY) -m pytest -n $(XDIST) --no-loadscope-reorder \
+	  --cov --cov-report=term-missing --durations=25
+
+## test-fast: the unit tests alone (no server), for the inner loop
+test-fast: install
+	$(PY) -m pytest tests/unit --durations=10
 
 ## lint: ruff (lint and format), mypy --strict, and the Compose files and Kubernetes
 ## manifests against their schemas

@@ -2,18 +2,22 @@
 
 Prefect reads its settings once, at import: the suite's own Prefect home, API port and
 service settings go into the environment here, ahead of `.env`, so no test touches the
-developer's database or ports.
+developer's database or ports. Each process that imports this module (pytest, or each of
+`make test`'s xdist workers) gets a folder and ports of its own, and removes the folder
+when its session ends, whether the tests passed or not.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import tempfile
 from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
+from xdist.scheduler import LoadScopeScheduling
 
 
 def free_port() -> int:
@@ -62,6 +66,50 @@ os.environ.update(
         "CALLBACK_TIMEOUT": "10",
     }
 )
+
+
+# `make test` runs the suite in xdist processes side by side, in work units: the tests of
+# the distributed cluster (test_distributed.py) one unit, every other integration test
+# (over the stack the suite starts, and its other services' stacks over its Prefect
+# server) another, each of the rest (unit tests; tests that start servers of their own)
+# a unit by itself. A unit runs in one process, in the order collected, so its servers
+# start once, and test_secrets.py scans last everything its stack wrote.
+OWN_SERVERS = ("test_benchmark_smoke.py", "test_shutdown.py")
+
+
+def work_unit(nodeid: str) -> str:
+    """The xdist work unit of the test `nodeid`."""
+    path = nodeid.split("::", 1)[0]
+    folder, _, module = path.rpartition("/")
+    if not folder.endswith("tests/integration") or module in OWN_SERVERS:
+        return nodeid
+    return "cluster" if module == "test_distributed.py" else "stack"
+
+
+class SharedServers(LoadScopeScheduling):  # type: ignore[misc]  # xdist: untyped
+    """xdist's `loadscope` scheduling, over the work units of `work_unit`. (Its
+    `loadgroup` and `xdist_group` marks would say the same, but do not group under
+    pytest 9.2: pytest-xdist issue 1386.)"""
+
+    def _split_scope(self, nodeid: str) -> str:
+        return work_unit(nodeid)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> SharedServers:
+    return SharedServers(config, log)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own, which makes the folder of tmp_path
+def pytest_configure(config: pytest.Config) -> None:
+    """pytest's temporary folders (tmp_path) in the suite's folder, so they go with it.
+    (xdist's processes are given theirs, inside the folder of the process that runs them.)"""
+    if config.option.basetemp is None:
+        config.option.basetemp = str(WORKDIR / "pytest")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The suite's folder goes with it (after every fixture's teardown, on a failure too)."""
+    shutil.rmtree(WORKDIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -50,6 +50,9 @@ from services.base import load_service
 from tests.conftest import S3_SECRET, WORKDIR, free_port
 
 BUCKET = "engine"
+# Seconds a Prefect server of the suite may take to answer once started: 90 s (the
+# launcher's own deadline) ran out twice with three suites sharing this machine's 2 cores.
+SERVER_START = 300
 # Seconds to wait for the callback of a task of another service's stack (and in the
 # client's tests): on a loaded machine the Prefect server's SQLite locks can hold a
 # task's hand-off to Prefect back for minutes.
@@ -83,8 +86,15 @@ class RunningStack:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The secret scan runs last, over everything the other tests made the stack write."""
-    items.sort(key=lambda item: item.path.name == "test_secrets.py")
+    """The distributed cluster's tests run first (the longest: `make test` starts them at
+    once, beside the rest), and the secret scan last, over everything the other tests made
+    the stack write."""
+    items.sort(
+        key=lambda item: (
+            item.path.name != "test_distributed.py",
+            item.path.name == "test_secrets.py",
+        )
+    )
 
 
 @pytest.fixture(scope="session")
@@ -115,7 +125,7 @@ def stack() -> Iterator[RunningStack]:
         env = environment()
         running = Stack(env, log=log)
         try:
-            start_prefect_server(running)
+            start_prefect_server(running, SERVER_START)
             start_worker(running, SLUG)
             start_api(running)
             yield RunningStack(

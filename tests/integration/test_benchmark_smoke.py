@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import prefect_calls, run
+from benchmarks import prefect_calls, run, scale
 
 pytestmark = pytest.mark.integration
 
@@ -65,3 +65,18 @@ def test_prefect_calls_benchmark_writes_every_call(tmp_path: Path) -> None:
     assert all(value >= 0 for value in report["per_call_ms"].values())
     assert report["per_run_total_ms"] > 0
     assert report["per_run_total_ms"] == pytest.approx(sum(report["per_run_ms"].values()))
+
+
+# Moved from test_distributed.py: it starts a cluster of its own, not that module's.
+@pytest.mark.distributed
+def test_scale_benchmark_measures_each_worker_count(tmp_path: Path) -> None:
+    """A small `make bench-scale` starts its cluster, adds workers and reports every count,
+    all tasks done."""
+    assert (
+        scale.main(["--workers", "1", "2", "--tasks", "3", "--repeat", "1", "--out", str(tmp_path)])
+        == 0
+    )
+
+    report = json.loads((tmp_path / "scale.json").read_text())
+    assert [row["workers"] for row in report["rows"]] == [1, 2]
+    assert all(row["missing"] == 0 and row["tasks_per_s"] > 0 for row in report["rows"])

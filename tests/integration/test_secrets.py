@@ -19,7 +19,9 @@ STAGES = {"fetch", "process", "upload", "notify"}
 
 def test_secret_absent_from_parameters_database_and_logs(client: Client) -> None:
     """After a finished and a failed task: not in flow-run parameters, the DB files, the logs,
-    the kept results; those hold neither the access key nor the sealed credentials."""
+    the kept results; those hold neither the access key nor the sealed credentials. (The
+    files of the distributed cluster, written in another xdist process, are scanned by
+    test_distributed.py's test_secret_absent_from_the_clusters_files.)"""
     good = client.submit([client.put(image_bytes("PNG"), ".png"), client.put(b"90", ".txt")])
     bad = client.submit([f"{uuid.uuid4()}.png", client.put(b"90", ".txt")])
     assert client.engine.final(good)["status"] == "finished"

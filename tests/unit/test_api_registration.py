@@ -7,7 +7,6 @@ the stand-in engine received, polling with a deadline.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
 import re
@@ -351,8 +350,11 @@ def test_heartbeats_arrive_at_the_configured_interval(
     asyncio.run(scenario())
     [post] = engine.called("POST", "/services")
     times = [post.at] + [c.at for c in engine.called("POST", ping)]
-    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
-    assert all(gap >= interval * 0.75 for gap in gaps), gaps
+    # At a fixed rate: the n-th ping no sooner than n intervals after the announcement.
+    # (One ping late on a busy machine is followed by a shorter gap: gaps of 0.27 then
+    # 0.12 s were seen with 0.2 s, while two other suites ran.)
+    since = [later - times[0] for later in times[1:]]
+    assert all(t >= n * interval * 0.75 for n, t in enumerate(since, start=1)), since
 
 
 def test_a_404_on_ping_leads_to_a_new_announcement(
