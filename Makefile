@@ -42,8 +42,8 @@ new-service:
 
 ## test: the whole suite against real servers it starts itself, with a coverage check, in
 ## XDIST processes side by side (the distributed cluster's tests in one, those over the
-## suite's stack in another, the rest wherever there is room: tests/conftest.py), its
-## slowest tests listed
+## suite's stack in two others, each over a stack of its own, the rest wherever there is
+## room: tests/conftest.py), its slowest tests listed
 XDIST ?= 3
 test: install postgres
 	$(PY) -m pytest -n $(XDIST) --no-loadscope-reorder \

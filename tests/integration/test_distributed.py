@@ -22,7 +22,7 @@ import pytest
 from deployments.local import Stack, environment, free_port
 from deployments.scaled import Cluster, s3_results, start_cluster
 from flows.reaper import owner_mark
-from tests.conftest import S3_SECRET, WORKDIR
+from tests.conftest import NOT_MEASURED, S3_SECRET, WORKDIR
 from tests.integration.conftest import (
     Client,
     Engine,
@@ -71,6 +71,9 @@ def cluster(s3_endpoint: str) -> Iterator[Cluster]:
             # Callbacks refused while the engine is down are retried for a minute or more.
             "RETRY_BASE_DELAY": "0.5",
             "CALLBACK_RETRIES": "8",
+            # Its processes run the code the suite's own stack covers already: measuring
+            # them again would only slow the busiest of the suite's tests.
+            **NOT_MEASURED,
         }
     )
     with (WORKDIR / "distributed.log").open("ab") as log:

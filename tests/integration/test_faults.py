@@ -8,12 +8,11 @@ from typing import Any
 import httpx
 import pytest
 
-from deployments.local import start_prefect_server
 from tests.integration.conftest import (
-    SERVER_START,
     Client,
     image_bytes,
     only_an_extra_worker,
+    start_suite_prefect_server,
     wait_for,
 )
 from tests.integration.proxy import Proxy
@@ -97,7 +96,7 @@ def test_prefect_server_restart_loses_no_task(client: Client) -> None:
         server.stop()
         stack.processes.remove(server)
         during = [client.submit(keys) for _ in range(2)]  # into the journal meanwhile
-        assert start_prefect_server(stack, SERVER_START) is not None
+        assert start_suite_prefect_server(stack) is not None
         proxy.release()
         after = [client.submit(keys) for _ in range(2)]
 
