@@ -105,6 +105,8 @@ class ProcessPool:
         self._service = service
         self._size = size
         self._executor: ProcessPoolExecutor | None = None
+        # Calls of `process` in flight (not the children's start).
+        self._busy = 0
 
     def _get(self) -> ProcessPoolExecutor:
         if self._executor is None:
@@ -126,6 +128,7 @@ class ProcessPool:
 
     async def run(self, inputs: Mapping[str, Blob]) -> dict[str, Blob]:
         loop = asyncio.get_running_loop()
+        self._busy += 1
         try:
             outputs = await loop.run_in_executor(self._get(), _process, dict(inputs))
         except BrokenProcessPool:
@@ -134,10 +137,16 @@ class ProcessPool:
             raise PermanentError(
                 "the service's process died while processing (out of memory or a crash)"
             ) from None
+        finally:
+            self._busy -= 1
         check_outputs(self._service.description.data_out_fields, outputs)
         return outputs
 
     def shutdown(self) -> None:
+        """Stop the children; wait for the pool's own thread to end unless a child is in
+        the middle of a task (which may take minutes). Not waiting when it could, the
+        worker's exit raced that thread's closing of its wake-up pipe (CPython 3.11's
+        `_python_exit`) and printed a traceback: OSError, Bad file descriptor."""
         if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor.shutdown(wait=self._busy == 0, cancel_futures=True)
             self._executor = None

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -136,7 +137,16 @@ def stack() -> Iterator[RunningStack]:
                 log_path=log_path,
             )
         finally:
-            running.stop()
+            stopped: list[str] = []
+            running.stop(say=stopped.append)
+            log.flush()
+            killed = [line for line in stopped if line.startswith("killed")]
+            if killed:
+                # Said, not failed: the stop still left nothing behind, but a minute went,
+                # and the log (with the worker's threads, dumped before the kill) goes
+                # with the suite's folder.
+                tail = log_path.read_text(errors="replace").splitlines()[-60:]
+                warnings.warn("; ".join(killed) + "\n" + "\n".join(tail), stacklevel=1)
             # Everything the stack wrote, once it has stopped (test_secrets.py scans what
             # it wrote up to then, and a test run alone has no test_secrets.py).
             leaked = files_holding(S3_SECRET.encode(), WORKDIR)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -70,6 +71,18 @@ def png(width: int, height: int) -> bytes:
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()
+
+
+def test_an_idle_pool_has_no_child_left_once_shut_down() -> None:
+    """With no task in flight, shutdown waits for the pool's children and thread to end:
+    the worker's exit then has no pool thread to race (CPython 3.11 printed an OSError,
+    Bad file descriptor, when the thread closed its pipe as the interpreter exited)."""
+    before = set(multiprocessing.active_children())
+    pool = ProcessPool(load_service("services.image_rotate"), 1)
+    asyncio.run(pool.warm())
+    assert set(multiprocessing.active_children()) - before, "the pool started no child"
+    pool.shutdown()
+    assert not set(multiprocessing.active_children()) - before
 
 
 def test_pool_rotates_in_a_child_and_converts_invalid_input() -> None:
