@@ -54,7 +54,7 @@ def create_app(settings: ApiSettings, service: Service) -> FastAPI:
         intake = Intake(settings.intake_path)
         async with get_client() as client:
             orchestrator = Orchestrator(client, description.slug)
-            forwarder = Forwarder(intake, orchestrator)
+            forwarder = Forwarder(intake, orchestrator, settings.run_retention)
             app.state.intake = intake
             app.state.journal = GroupCommit(intake)
             app.state.orchestrator = orchestrator

@@ -9,7 +9,8 @@ While `/compute` requests are in flight it waits for them to be answered (at mos
 SETTLE_SECONDS): a bulk creation keeps the Prefect server busy on the other core, and the
 worker with it, while the burst's answers queue behind the same CPU.
 It also keeps the counts of unended flow runs and of journaled tasks fresh, so
-`/compute` checks its backlog without waiting on Prefect or on the journal.
+`/compute` checks its backlog without waiting on Prefect or on the journal, and ends the
+tasks Prefect never took within RUN_RETENTION (`api.expiry`), which it no longer forwards.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterator
 
+from api.expiry import expire
 from api.intake import Intake
 from api.orchestrator import BULK_CREATE_LIMIT, Orchestrator, OrchestratorUnavailable, busy
 
@@ -31,12 +34,19 @@ MAX_BACKOFF_SECONDS = 5.0
 # burst of 200 is answered in about 50 ms here, and a steady stream of requests must not
 # hold the forwarding back for longer than this.
 SETTLE_SECONDS = 0.2
+# Seconds between passes over the journal for tasks older than RUN_RETENTION: a task
+# waits a week for that; an engine that does not take their callbacks is asked again
+# after this.
+EXPIRY_SECONDS = 60.0
 
 
 class Forwarder:
-    def __init__(self, intake: Intake, orchestrator: Orchestrator) -> None:
+    def __init__(self, intake: Intake, orchestrator: Orchestrator, retention: float) -> None:
         self._intake = intake
         self._orchestrator = orchestrator
+        # RUN_RETENTION: a task journaled longer ago is ended, not forwarded.
+        self._retention = retention
+        self._next_expiry = 0.0
         self._wake = asyncio.Event()
         self._accepting = 0
         self._settled = asyncio.Event()
@@ -71,6 +81,7 @@ class Forwarder:
         while True:
             self._wake.clear()  # before reading, so a task journaled meanwhile wakes us
             try:
+                await self.expire_if_due()
                 await self.settled()
                 forwarded = await self.forward_once()
                 await asyncio.to_thread(self._intake.count)  # refreshes intake.waiting
@@ -90,9 +101,19 @@ class Forwarder:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=backoff)
 
+    async def expire_if_due(self) -> None:
+        """End the tasks older than RUN_RETENTION, every EXPIRY_SECONDS. In this loop,
+        before forwarding: an entry is never forwarded and ended at once."""
+        if time.monotonic() < self._next_expiry:
+            return
+        self._next_expiry = time.monotonic() + EXPIRY_SECONDS
+        await expire(self._intake, self._retention, time.time())
+
     async def forward_once(self) -> int:
-        """Create the flow runs of up to BATCH journaled tasks; how many Prefect now holds."""
-        entries = await asyncio.to_thread(self._intake.oldest, BATCH)
+        """Create the flow runs of up to BATCH journaled tasks not older than RUN_RETENTION;
+        how many Prefect now holds."""
+        since = time.time() - self._retention
+        entries = await asyncio.to_thread(self._intake.oldest, BATCH, since)
         if not entries:
             return 0
         results = await self._orchestrator.submit_all([entry.parameters for entry in entries])

@@ -10,6 +10,7 @@ restart of the API and is forwarded when it comes back.
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
 import threading
 import time
@@ -32,6 +33,7 @@ CREATE TABLE IF NOT EXISTS intake (
 class Entry:
     task_id: UUID
     parameters: RunParameters
+    accepted_at: float  # time.time() when journaled
 
 
 class Intake:
@@ -96,14 +98,24 @@ class Intake:
         counts again every second, which also catches removals by another process."""
         return self._waiting
 
-    def oldest(self, limit: int) -> list[Entry]:
-        """The tasks waiting longest, first."""
+    def oldest(self, limit: int, since: float = -math.inf) -> list[Entry]:
+        """The tasks journaled at `since` (a time.time()) or later, waiting longest first."""
+        return self._between(since, math.inf, limit)
+
+    def accepted_before(self, before: float, limit: int) -> list[Entry]:
+        """The tasks journaled before `before` (a time.time()), waiting longest first."""
+        return self._between(-math.inf, before, limit)
+
+    def _between(self, since: float, before: float, limit: int) -> list[Entry]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT task_id, parameters FROM intake ORDER BY accepted_at LIMIT ?", (limit,)
+                "SELECT task_id, parameters, accepted_at FROM intake "
+                "WHERE accepted_at >= ? AND accepted_at < ? ORDER BY accepted_at LIMIT ?",
+                (since, before, limit),
             ).fetchall()
         return [
-            Entry(UUID(task_id), RunParameters.model_validate_json(raw)) for task_id, raw in rows
+            Entry(UUID(task_id), RunParameters.model_validate_json(raw), accepted_at)
+            for task_id, raw, accepted_at in rows
         ]
 
     def remove_all(self, task_ids: list[UUID]) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Environment = Literal["development", "test", "production"]
@@ -20,6 +20,20 @@ LogFormat = Literal["auto", "text", "json"]
 
 # The SEALING_KEY committed in `.env` for development: public, so never for production.
 DEVELOPMENT_SEALING_KEY = "kANEMC_eepJL2a89BzGPbz5yr6_nSUPvvWf1LChQHEc="
+
+# RUN_RETENTION's default, a week; Prefect's database vacuum refuses an hour or less.
+DEFAULT_RUN_RETENTION = 604_800
+_SHORTEST_RUN_RETENTION = 3600
+
+
+def checked_run_retention(seconds: int) -> int:
+    """RUN_RETENTION if Prefect's vacuum takes it; a ValueError naming it otherwise."""
+    if seconds <= _SHORTEST_RUN_RETENTION:
+        raise ValueError(
+            f"RUN_RETENTION must be more than {_SHORTEST_RUN_RETENTION} seconds (an hour), "
+            f"not {seconds}: Prefect's database vacuum refuses a shorter retention"
+        )
+    return seconds
 
 
 class CommonSettings(BaseSettings):
@@ -39,6 +53,17 @@ class CommonSettings(BaseSettings):
     # Work pool the deployment runs in; empty means one named after the service's slug,
     # so two services sharing a Prefect server never take each other's runs.
     work_pool: str = ""
+    # Seconds a task's traces are kept. Prefect's database vacuum (which the launchers,
+    # Compose and Kubernetes switch on with this value) deletes the flow runs that ended
+    # longer ago, with their task runs and logs, and older events; results are kept
+    # RESULT_TTL, at most this; a task Prefect never took for this long is ended
+    # (api.expiry).
+    run_retention: int = DEFAULT_RUN_RETENTION
+
+    @field_validator("run_retention")
+    @classmethod
+    def _retention_prefect_takes(cls, seconds: int) -> int:
+        return checked_run_retention(seconds)
 
     @model_validator(mode="after")
     def _secret_key_in_production(self) -> CommonSettings:
@@ -110,5 +135,15 @@ class WorkerSettings(CommonSettings):
     # AWS's own credential settings, and RESULT_S3_ENDPOINT for an S3 other than AWS).
     result_storage: str = ".data/results"
     result_s3_endpoint: str = ""
-    # Seconds a result is kept, and used for a rerun, before it is deleted.
+    # Seconds a result is kept, and used for a rerun, before it is deleted; at most
+    # RUN_RETENTION, after which the run it would resume is gone.
     result_ttl: int = Field(default=86_400, ge=1)
+
+    @model_validator(mode="after")
+    def _results_within_retention(self) -> WorkerSettings:
+        if self.result_ttl > self.run_retention:
+            raise ValueError(
+                f"RESULT_TTL ({self.result_ttl} s) must not exceed RUN_RETENTION "
+                f"({self.run_retention} s): a result would outlive the run it resumes"
+            )
+        return self

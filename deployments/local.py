@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
+from core.settings import DEFAULT_RUN_RETENTION, checked_run_retention
 from services.base import load_service
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -197,9 +198,30 @@ def environment(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def retention_settings(env: Mapping[str, str]) -> dict[str, str]:
+    """The Prefect server's database vacuum, on and driven by RUN_RETENTION: flow runs that
+    ended longer ago go (with their task runs, logs and artifacts), and older events. Any
+    of these variables the caller set wins. Durations as ISO 8601: the events' retention
+    refuses a bare number of seconds."""
+    raw = env.get("RUN_RETENTION", str(DEFAULT_RUN_RETENTION)).strip()
+    if not raw.isdigit():
+        raise StartError(f"RUN_RETENTION must be a number of seconds, not {raw!r}")
+    try:
+        seconds = checked_run_retention(int(raw))
+    except ValueError as error:
+        raise StartError(str(error)) from None
+    derived = {
+        "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "events,flow_runs",
+        "PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD": f"PT{seconds}S",
+        "PREFECT_SERVER_EVENTS_RETENTION_PERIOD": f"PT{seconds}S",
+    }
+    return {name: env.get(name, value) for name, value in derived.items()}
+
+
 def start_prefect_server(stack: Stack, timeout: float = 90.0) -> Process | None:
     """A Prefect server at PREFECT_API_URL's host and port, on SQLite unless
-    PREFECT_API_DATABASE_CONNECTION_URL names another database; None if one answers."""
+    PREFECT_API_DATABASE_CONNECTION_URL names another database, vacuuming what is older
+    than RUN_RETENTION; None if one answers."""
     api_url = stack.env["PREFECT_API_URL"].rstrip("/")
     health = f"{api_url}/health"
     if answers(health):
@@ -208,7 +230,8 @@ def start_prefect_server(stack: Stack, timeout: float = 90.0) -> Process | None:
     # Prefect's own server, its SQLite write transactions begun IMMEDIATE (see the module).
     args = [sys.executable, "-m", "deployments.prefect_server"]
     args += ["--host", parts.hostname or "127.0.0.1", "--port", str(parts.port or 4200)]
-    return stack.start("prefect server", args, lambda: answers(health), timeout)
+    server = stack.variant(**retention_settings(stack.env))
+    return server.start("prefect server", args, lambda: answers(health), timeout)
 
 
 def s3_line(url: str | None) -> str:

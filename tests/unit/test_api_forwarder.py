@@ -15,7 +15,8 @@ from api.forwarder import BATCH, Forwarder
 from api.intake import Intake
 from api.orchestrator import Orchestrator
 from core.runs import RunParameters
-from tests.unit.test_api_intake import _parameters
+from core.settings import DEFAULT_RUN_RETENTION
+from tests.unit.test_api_intake import _parameters, age
 from tests.unit.test_api_registration import eventually
 
 
@@ -26,17 +27,19 @@ class Prefect:
         self.refuse = refuse
         self.refusal = "Parameter validation failed"
         self.requests: list[int] = []
+        self.submitted: list[UUID] = []
 
     async def backlog(self) -> int:
         return 0
 
     async def submit_all(self, batch: Sequence[RunParameters]) -> list[UUID | str]:
         self.requests.append(len(batch))
+        self.submitted += [task.task_id for task in batch]
         return [self.refusal if task.task_id in self.refuse else uuid4() for task in batch]
 
 
 def _forwarder(intake: Intake, prefect: Prefect) -> Forwarder:
-    return Forwarder(intake, cast(Orchestrator, prefect))
+    return Forwarder(intake, cast(Orchestrator, prefect), DEFAULT_RUN_RETENTION)
 
 
 def test_a_backlog_is_handed_over_in_batches(tmp_path: Path) -> None:
@@ -51,6 +54,21 @@ def test_a_backlog_is_handed_over_in_batches(tmp_path: Path) -> None:
     assert forwarded == [BATCH, 5]
     assert prefect.requests == [BATCH, 5]
     assert intake.count() == 0
+
+
+def test_a_task_older_than_the_retention_is_not_forwarded(tmp_path: Path) -> None:
+    """A task journaled longer than RUN_RETENTION ago is left to the expiry (its error
+    callback), never handed to Prefect; a recent one is."""
+    path = tmp_path / "intake.db"
+    intake = Intake(path)
+    old, recent = _parameters(), _parameters()
+    intake.add_all([old, recent])
+    age(path, old.task_id, DEFAULT_RUN_RETENTION + 1)
+    prefect = Prefect(refuse=set())
+
+    assert asyncio.run(_forwarder(intake, prefect).forward_once()) == 1
+    assert prefect.submitted == [recent.task_id]
+    assert [intake.contains(task.task_id) for task in (old, recent)] == [True, False]
 
 
 def test_a_refused_task_stays_in_the_journal(tmp_path: Path) -> None:

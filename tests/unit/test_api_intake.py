@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+import time
 from pathlib import Path
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
-from api.intake import GroupCommit, Intake
+from api.intake import Entry, GroupCommit, Intake
 from core.runs import RunParameters, S3Target
 
 
 def _parameters() -> RunParameters:
     s3 = S3Target(host="http://s3", region="r", bucket="b", sealed_credentials="token")
     return RunParameters(task_id=uuid4(), data_in=["a.png"], s3=s3, callback_url="http://e/cb")
+
+
+def age(path: Path, task_id: UUID, seconds: float) -> None:
+    """Make a journaled task `seconds` older, as if journaled that long before (through a
+    connection of its own, as another process would)."""
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute(
+            "UPDATE intake SET accepted_at = accepted_at - ? WHERE task_id = ?",
+            (seconds, str(task_id)),
+        )
 
 
 class CountingIntake(Intake):
@@ -121,3 +133,25 @@ def test_waiting_follows_adds_removes_and_other_writers(tmp_path: Path) -> None:
     assert intake.waiting == 2  # not seen until counted
     assert intake.count() == 1
     assert intake.waiting == 1
+
+
+def test_entries_are_listed_on_either_side_of_a_time(tmp_path: Path) -> None:
+    """`oldest(limit, since)` lists the tasks journaled at `since` or later and
+    `accepted_before` those journaled before, each the oldest first, with when."""
+    path = tmp_path / "intake.db"
+    intake = Intake(path)
+    tasks = [_parameters() for _ in range(4)]
+    intake.add_all(tasks)
+    for hours, task in zip([3, 2, 0, 1], tasks, strict=True):
+        age(path, task.task_id, hours * 3600)
+    cutoff = time.time() - 1.5 * 3600
+
+    def ids(entries: list[Entry]) -> list[UUID]:
+        return [entry.task_id for entry in entries]
+
+    assert ids(intake.oldest(10, since=cutoff)) == [tasks[3].task_id, tasks[2].task_id]
+    assert ids(intake.accepted_before(cutoff, 10)) == [tasks[0].task_id, tasks[1].task_id]
+    assert ids(intake.accepted_before(cutoff, 1)) == [tasks[0].task_id]
+    assert ids(intake.oldest(10)) == [tasks[i].task_id for i in (0, 1, 3, 2)]
+    [oldest] = intake.oldest(1)
+    assert time.time() - 3 * 3600 - 60 < oldest.accepted_at < time.time() - 3 * 3600

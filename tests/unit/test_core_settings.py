@@ -9,7 +9,13 @@ import pytest
 from pydantic import ValidationError
 
 from core.sealing import new_key
-from core.settings import DEVELOPMENT_SEALING_KEY, ApiSettings, CommonSettings, WorkerSettings
+from core.settings import (
+    DEFAULT_RUN_RETENTION,
+    DEVELOPMENT_SEALING_KEY,
+    ApiSettings,
+    CommonSettings,
+    WorkerSettings,
+)
 
 ALL_FIELDS = set(ApiSettings.model_fields) | set(WorkerSettings.model_fields)
 
@@ -158,3 +164,51 @@ def test_development_key_constant_is_the_one_in_dot_env() -> None:
     """The refused key is the one `.env` really holds."""
     dot_env = Path(__file__).resolve().parents[2] / ".env"
     assert f"SEALING_KEY={DEVELOPMENT_SEALING_KEY}\n" in dot_env.read_text()
+
+
+def test_run_retention_defaults_to_a_week_for_every_role(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RUN_RETENTION is one setting, read by the API and the worker alike: a week unset."""
+    monkeypatch.setenv("SEALING_KEY", new_key())
+    assert [cls(_env_file=None).run_retention for cls in (ApiSettings, WorkerSettings)] == [
+        604_800,
+        604_800,
+    ]
+    monkeypatch.setenv("RUN_RETENTION", "3601")
+    monkeypatch.setenv("RESULT_TTL", "3600")
+    assert [cls(_env_file=None).run_retention for cls in (ApiSettings, WorkerSettings)] == [
+        3601,
+        3601,
+    ]
+
+
+@pytest.mark.parametrize("value", ["3600", "60", "0", "-1"])
+def test_run_retention_of_an_hour_or_less_is_refused_naming_it(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """Prefect's vacuum refuses a retention of an hour or less: so does RUN_RETENTION, saying
+    so at start rather than leaving the Prefect server to fail."""
+    monkeypatch.setenv("SEALING_KEY", new_key())
+    monkeypatch.setenv("RUN_RETENTION", value)
+    with pytest.raises(ValidationError, match="RUN_RETENTION must be more than 3600") as caught:
+        CommonSettings(_env_file=None)
+    assert [error["loc"] for error in caught.value.errors()] == [("run_retention",)]
+
+
+def test_result_ttl_beyond_run_retention_is_refused_naming_both(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A result may not outlive the run it resumes: RESULT_TTL above RUN_RETENTION stops the
+    worker at start; equal is allowed."""
+    monkeypatch.setenv("SEALING_KEY", new_key())
+    monkeypatch.setenv("RUN_RETENTION", "7200")
+    monkeypatch.setenv("RESULT_TTL", "7201")
+    with pytest.raises(ValidationError, match=r"RESULT_TTL \(7201 s\).*RUN_RETENTION \(7200 s\)"):
+        WorkerSettings(_env_file=None)
+    monkeypatch.setenv("RESULT_TTL", "7200")
+    assert WorkerSettings(_env_file=None).result_ttl == 7200
+
+
+def test_dot_env_lists_run_retention_with_its_default() -> None:
+    """`.env`, which lists every setting, holds RUN_RETENTION at its default."""
+    dot_env = Path(__file__).resolve().parents[2] / ".env"
+    assert f"\nRUN_RETENTION={DEFAULT_RUN_RETENTION}\n" in dot_env.read_text()
