@@ -10,6 +10,9 @@ import signal
 import socket
 import sys
 import threading
+from typing import NoReturn
+
+from prefect.events.worker import EventsWorker
 
 from core.logs import configure_logging
 from core.runs import deployment_name, work_pool_name
@@ -30,6 +33,20 @@ from flows.stages import result_store
 from flows.worker import Worker
 
 log = logging.getLogger("flows")
+# Prefect drains its queues of events and logs for the server when the interpreter exits,
+# each event tried about ten times, a second apart, while the server is unreachable: a
+# worker stopped while Prefect was down (or stopped before it) hung for minutes, and was
+# killed. They get this long; what is still queued then is dropped, and said.
+DRAIN_SECONDS = 10.0
+
+
+def drain_prefect_queues(timeout: float) -> bool:
+    """Deliver what Prefect still holds for its server; False if some was not in time.
+    (`drain_all` waits for every queue service, the log queue with the events'.)"""
+    drained = EventsWorker.drain_all(timeout=timeout)
+    assert isinstance(drained, tuple)  # a tuple of futures when called without a loop
+    _, left = drained
+    return not left
 
 
 async def serve(stop: asyncio.Event) -> None:
@@ -112,8 +129,20 @@ def main() -> None:
     thread.start()
     while thread.is_alive():
         thread.join(0.5)
-    if failed.is_set():
-        sys.exit(1)
+    finish(1 if failed.is_set() else 0)
+
+
+def finish(status: int) -> NoReturn:
+    """Exit with `status` once Prefect has what it is owed, or after DRAIN_SECONDS."""
+    if not drain_prefect_queues(DRAIN_SECONDS):
+        log.warning(
+            "Prefect did not take the last events within %.0f s (unreachable?); dropped",
+            DRAIN_SECONDS,
+        )
+        logging.shutdown()
+        # Now: the interpreter's own exit would wait on the same queues, unbounded.
+        os._exit(status)
+    sys.exit(status)
 
 
 if __name__ == "__main__":

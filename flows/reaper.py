@@ -58,6 +58,18 @@ def orphaned(run: FlowRun, live_workers: set[str], at: datetime, stale_after: fl
     return holder.removeprefix(OWNER_PREFIX) not in live_workers
 
 
+def left_by_predecessor(run: FlowRun, own_name: str, since: datetime) -> bool:
+    """True when the run bears this worker's own name from before this process started:
+    a process of the same name died holding it. A container restarted in place keeps its
+    hostname and its pid (so `<hostname>-<pid>`), and WORKER_NAME stays as set; the new
+    process heartbeats under that name, so no reaper would take the run back otherwise."""
+    return (
+        run.infrastructure_pid == owner_mark(own_name)
+        and run.state is not None
+        and run.state.timestamp < since
+    )
+
+
 def left_ended(run: FlowRun, at: datetime, stale_after: float) -> bool:
     """True when the run has been Pending for `stale_after` seconds out of an ended state:
     a claim refused (flows.claims) whose worker did not restore the state it ended in."""
@@ -73,9 +85,12 @@ async def sweep(
     pool: str,
     deployment_id: UUID,
     own_name: str,
+    own_since: datetime,
     stale_after: float,
 ) -> list[UUID]:
-    """Reschedule (or end) the deployment's runs whose worker is gone; their ids."""
+    """Reschedule (or end) the deployment's runs whose worker is gone; their ids.
+    `own_since`: when this worker started, so that what an earlier process of its name
+    left is told from what it runs itself."""
     at = now("UTC")
     workers = await client.read_workers_for_work_pool(pool)
     live = {own_name} | {
@@ -100,7 +115,8 @@ async def sweep(
             await restore(client, run.id)
             reaped.append(run.id)
             continue
-        if orphaned(run, live, at, stale_after) and await take_back(client, run):
+        lost = orphaned(run, live, at, stale_after)
+        if (lost or left_by_predecessor(run, own_name, own_since)) and await take_back(client, run):
             reaped.append(run.id)
     return reaped
 

@@ -70,6 +70,7 @@ class Worker:
         self._heartbeat_seconds = heartbeat_seconds
         self._shutdown_grace = shutdown_grace
         self._running: dict[UUID, asyncio.Task[None]] = {}
+        self._started = now("UTC")
         # Set when a slot frees or Prefect announces a run to claim: poll now, not at the tick.
         self.woken = asyncio.Event()
         # When runs in flight were last checked for a cancellation request; a check is due
@@ -322,6 +323,7 @@ class Worker:
                     pool=self._pool,
                     deployment_id=self._deployment_id,
                     own_name=self._name,
+                    own_since=self._started,
                     stale_after=stale_after,
                 )
             except Exception as error:

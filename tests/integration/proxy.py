@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import threading
 from collections.abc import Callable
+
+from chaos.gate import pipe
 
 
 class Proxy:
@@ -79,18 +80,7 @@ class Proxy:
                 self.held.set()
                 self._released.wait(60)
             upstream.sendall(first)
-            pump = threading.Thread(target=_pipe, args=(upstream, client), daemon=True)
+            pump = threading.Thread(target=pipe, args=(upstream, client), daemon=True)
             pump.start()
-            _pipe(client, upstream)
+            pipe(client, upstream)
             pump.join(60)
-
-
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while chunk := source.recv(65536):
-            sink.sendall(chunk)
-    except OSError:
-        pass
-    finally:
-        with contextlib.suppress(OSError):
-            sink.shutdown(socket.SHUT_WR)

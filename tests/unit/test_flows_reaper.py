@@ -9,7 +9,7 @@ from prefect.client.schemas.objects import FlowRun, State
 from prefect.states import Pending, Running
 from prefect.types._datetime import now
 
-from flows.reaper import left_ended, orphaned, owner_mark
+from flows.reaper import left_by_predecessor, left_ended, orphaned, owner_mark
 
 
 def _run(holder: str | None, state_age: float = 0.0, state: State[None] | None = None) -> FlowRun:
@@ -52,6 +52,16 @@ def test_run_claimed_moments_ago_still_naming_a_dead_holder_waits() -> None:
     assert not orphaned(_run(owner_mark("dead"), 1, Pending()), {"w2"}, now("UTC"), 3)
     assert orphaned(_run(owner_mark("dead"), 10, Pending()), {"w2"}, now("UTC"), 3)
     assert orphaned(_run(owner_mark("dead"), 1, Running()), {"w2"}, now("UTC"), 3)
+
+
+def test_run_left_by_an_earlier_process_of_the_same_name_is_taken_back() -> None:
+    """A worker restarted in place under its old name takes back what its predecessor
+    held (the name is live again, so no other reaper would), never what it runs itself."""
+    started = now("UTC") - timedelta(seconds=5)
+    assert left_by_predecessor(_run(owner_mark("w1"), state_age=60), "w1", started)
+    assert not left_by_predecessor(_run(owner_mark("w1"), state_age=1), "w1", started)
+    assert not left_by_predecessor(_run(owner_mark("w2"), state_age=60), "w1", started)
+    assert not left_by_predecessor(_run(None, state_age=60), "w1", started)
 
 
 def _pending(scheduled: bool, age: float) -> FlowRun:
