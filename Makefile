@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install postgres run run-scaled test test-fast lint format lock clean bench bench-prefect bench-scale new-service
+.PHONY: install postgres run run-scaled test test-fast lint format lock clean bench bench-prefect bench-scale new-service chaos soak
 
 install: $(INSTALLED)
 
@@ -92,6 +92,18 @@ bench-prefect: install
 ## bench-scale: throughput with 1, 2 and 4 workers on PostgreSQL (its own cluster)
 bench-scale: install postgres
 	$(PY) -m benchmarks.scale
+
+## chaos: tasks at a steady rate while parts of the service fail at random, then every
+## task checked (its own stack; DURATION s, default 600; SEED replays a run's faults)
+DURATION ?=
+SEED ?=
+chaos: install
+	$(PY) -m chaos $(if $(DURATION),--duration $(DURATION)) $(if $(SEED),--seed $(SEED))
+
+## soak: the chaos stream without faults, 40 tasks in flight, minute by minute (its own
+## stack; DURATION s, default 1800)
+soak: install
+	$(PY) -m chaos.soak $(if $(DURATION),--duration $(DURATION))
 
 ## screenshots: the pictures of the Prefect UI in docs/images, from a real run (a stack of
 ## its own, Debian's Chromium headless; installed with apt-get if missing)

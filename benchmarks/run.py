@@ -230,6 +230,20 @@ class MemorySampler:
         self._thread.join()
 
 
+def unended_runs(prefect_api: str) -> int | None:
+    """Flow runs Prefect has not ended; None if it cannot say right now."""
+    try:
+        response = httpx.post(
+            f"{prefect_api}/flow_runs/count",
+            json={"flow_runs": {"state": {"type": {"any_": UNENDED}}}},
+            timeout=10,
+        )
+        response.raise_for_status()
+        return int(response.json())
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
 # --- the stand-in engine and S3 -------------------------------------------------------
 
 
@@ -366,17 +380,7 @@ class Harness:
         return f"{self.engine.url}/tasks/{task_id}"
 
     def unended_runs(self) -> int | None:
-        """Flow runs Prefect has not ended; None if it cannot say right now."""
-        try:
-            response = httpx.post(
-                f"{self.prefect_api}/flow_runs/count",
-                json={"flow_runs": {"state": {"type": {"any_": UNENDED}}}},
-                timeout=10,
-            )
-            response.raise_for_status()
-            return int(response.json())
-        except (httpx.HTTPError, ValueError):
-            return None
+        return unended_runs(self.prefect_api)
 
     def settle(self) -> None:
         """Let the previous case's runs end, so each case starts on an idle service."""

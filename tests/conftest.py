@@ -78,10 +78,10 @@ os.environ.update(
 # a unit by itself. A unit runs in one process, in the order collected, so its servers
 # start once. (The stack's tests in two units, each over a stack of its own, took 9 min
 # 41 s against 8 min 14 s: the two cores are the bound, not the waits.)
-OWN_SERVERS = ("test_benchmark_smoke.py", "test_shutdown.py")
+OWN_SERVERS = ("test_benchmark_smoke.py", "test_retention.py", "test_shutdown.py")
 # The long units, sent to the processes first, in this order; the short ones fill the
 # processes around them.
-LONG_UNITS = ("cluster", "stack")
+LONG_UNITS = ("cluster", "stack", "chaos")
 
 
 def work_unit(nodeid: str) -> str:
@@ -90,7 +90,7 @@ def work_unit(nodeid: str) -> str:
     folder, _, module = path.rpartition("/")
     if not folder.endswith("tests/integration") or module in OWN_SERVERS:
         return nodeid
-    return "cluster" if module == "test_distributed.py" else "stack"
+    return {"test_distributed.py": "cluster", "test_chaos.py": "chaos"}.get(module, "stack")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
