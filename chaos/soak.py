@@ -46,7 +46,13 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--duration", type=float, default=1800.0, help="seconds of stream")
     parser.add_argument("--in-flight", type=int, default=40, help="tasks kept in flight")
-    parser.add_argument("--max-tasks", type=int, default=50, help="the service's MAX_TASKS")
+    parser.add_argument(
+        "--max-tasks",
+        type=int,
+        default=None,
+        help="the service's MAX_TASKS (default: twice --in-flight, so that runs Prefect has "
+        "not yet marked ended after their callback do not fill it)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / ".data" / "soak")
     return parser.parse_args(argv)
 
@@ -111,6 +117,9 @@ def minutes(
 
 
 def size(path: Path) -> int:
+    """Bytes of a file, or of every file under a folder; 0 if it is not there."""
+    if path.is_file():
+        return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
 
 
@@ -122,7 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         tmp = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="soak-")))
         log_path = args.out / "service.log"
         log = cleanup.enter_context(log_path.open("wb"))
-        env = service_environment(tmp, max_tasks=args.max_tasks, heartbeat=30, grace=30, extra={})
+        env = service_environment(
+            tmp, max_tasks=args.max_tasks or 2 * args.in_flight, heartbeat=30, grace=30, extra={}
+        )
         stack = ChaosStack(env, log, secret)
         cleanup.callback(stack.stop)
         say("starting the stack ...")
@@ -139,10 +150,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         outstanding: list[Submission] = []
         while time.monotonic() < start + args.duration:
             seen = stack.engine.received
+            refused = any(s.answered is not None and not s.accepted for s in outstanding)
             outstanding = [s for s in outstanding if not ended(s, stack.engine)]
             while len(outstanding) < args.in_flight:
                 outstanding.append(stream.send())
+            # A refused task is sent again by its engine later, not at once: a slot it
+            # frees waits for a callback, or half a second.
             stack.engine.wait_beyond(seen, 0.5)
+            if refused:
+                time.sleep(0.5)
             if int((time.monotonic() - start) // MINUTE) > shown:
                 shown += 1
                 say(f"minute {shown}: {len(stream.submissions)} tasks sent")
@@ -153,14 +169,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         verdict = judge(stream.submissions, stack.engine, stack.s3_client(), stack.prefect_api)
         rows = minutes(stream.submissions, stack.engine, start, memory.by_minute)
         full = [row for row in rows if row["minute"] <= args.duration // MINUTE]
-        database = size(Path(env["PREFECT_HOME"]))
+        home = Path(env["PREFECT_HOME"])
+        database = sum(size(home / name) for name in ("prefect.db", "prefect.db-wal"))
         accepted = sum(1 for s in stream.submissions if s.accepted)
+        turned_away = len(stream.submissions) - accepted
         stream.close()
         stack.stop()
         log.flush()
         for path in holding(secret.encode(), [tmp, log_path]):
             verdict.fail(f"the S3 secret is in {path.name}")
         summary = summarise(full, database, accepted, size(Path(env["RESULT_STORAGE"])))
+        summary["tasks_refused"] = turned_away
         text = render(full, summary, verdict.failures)
         say("\n" + text)
         report = {
@@ -196,8 +215,8 @@ def summarise(
         "memory_last_mb": last_mem,
         "memory_growth": last_mem / first_mem - 1 if first_mem and last_mem else None,
         "tasks_accepted": accepted,
-        "prefect_home_bytes": database,
-        "prefect_home_bytes_per_task": database / accepted if accepted else None,
+        "prefect_db_bytes": database,
+        "prefect_db_bytes_per_task": database / accepted if accepted else None,
         "results_bytes": results,
     }
 
@@ -223,9 +242,9 @@ def render(
         f"(growth {_percent(s['memory_growth'])})"
     )
     lines.append(
-        f"Prefect's home: {s['prefect_home_bytes']} bytes after {s['tasks_accepted']} tasks "
-        f"({_fixed(s['prefect_home_bytes_per_task'])} bytes a task); results "
-        f"{s['results_bytes']} bytes"
+        f"Prefect's database (with its WAL): {s['prefect_db_bytes']} bytes after "
+        f"{s['tasks_accepted']} tasks ({_fixed(s['prefect_db_bytes_per_task'])} bytes a task, "
+        f"{s['tasks_refused']} refused); results {s['results_bytes']} bytes"
     )
     lines.append(f"FAILED: {failures}" if failures else "every check held")
     return "\n".join(lines)
