@@ -9,6 +9,7 @@ import uvicorn
 
 from api.app import create_app
 from core.logs import configure_logging
+from core.prefect_auth import OpenPrefect, require_closed_door
 from core.settings import ApiSettings
 from services.base import load_service
 
@@ -32,6 +33,10 @@ def freeze_after_startup() -> None:
 def main() -> None:
     settings = ApiSettings()  # required values come from the env
     configure_logging(settings)
+    try:
+        require_closed_door(settings.environment)
+    except OpenPrefect as error:
+        raise SystemExit(f"refusing to start: {error}") from None
     app = create_app(settings, load_service(settings.service_module))
     freeze_after_startup()
     uvicorn.run(

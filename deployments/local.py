@@ -13,6 +13,7 @@ database still does.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import pwd
@@ -58,10 +59,18 @@ def free_port() -> int:
         return port
 
 
-def answers(url: str, timeout: float = 2.0) -> bool:
+def prefect_headers(env: Mapping[str, str]) -> dict[str, str]:
+    """What a request to the Prefect API carries: its credentials, when the server asks
+    for them (PREFECT_API_AUTH_STRING, HTTP basic, as Prefect's own client sends them)."""
+    auth = env.get("PREFECT_API_AUTH_STRING", "")
+    return {"Authorization": f"Basic {base64.b64encode(auth.encode()).decode()}"} if auth else {}
+
+
+def answers(url: str, timeout: float = 2.0, headers: Mapping[str, str] | None = None) -> bool:
     """True when `url` answers 2xx."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        request = urllib.request.Request(url, headers=dict(headers or {}))
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return 200 <= int(response.status) < 300
     except (urllib.error.URLError, OSError):
         return False
@@ -256,7 +265,8 @@ def start_local_s3(stack: Stack, timeout: float = 60.0) -> str | None:
 
 def deployment_registered(env: Mapping[str, str], slug: str) -> Callable[[], bool]:
     url = f"{env['PREFECT_API_URL'].rstrip('/')}/deployments/name/compute/{slug}"
-    return lambda: answers(url)
+    headers = prefect_headers(env)
+    return lambda: answers(url, headers=headers)
 
 
 def start_worker(stack: Stack, slug: str, timeout: float = 60.0) -> Process:

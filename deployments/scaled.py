@@ -31,6 +31,7 @@ from deployments.local import (
     api_url,
     deployment_registered,
     environment,
+    prefect_headers,
     prefect_ui,
     s3_line,
     start_api,
@@ -91,9 +92,8 @@ def worker_listed(env: Mapping[str, str], pool: str, name: str) -> Callable[[], 
     url = f"{env['PREFECT_API_URL'].rstrip('/')}/work_pools/{pool}/workers/filter"
 
     def listed() -> bool:
-        request = urllib.request.Request(
-            url, data=b"{}", headers={"Content-Type": "application/json"}, method="POST"
-        )
+        headers = {"Content-Type": "application/json", **prefect_headers(env)}
+        request = urllib.request.Request(url, data=b"{}", headers=headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
                 return any(worker.get("name") == name for worker in json.load(response))

@@ -15,6 +15,7 @@ from typing import NoReturn
 from prefect.events.worker import EventsWorker
 
 from core.logs import configure_logging
+from core.prefect_auth import OpenPrefect, require_closed_door
 from core.runs import deployment_name, work_pool_name
 from flows.callback import close_client as close_callback_client
 from flows.compute import quiet_foreseen_failures
@@ -97,6 +98,10 @@ def main() -> None:
     in another one, the engine leaves them to us.
     """
     configure_logging(runtime().settings)
+    try:
+        require_closed_door(runtime().settings.environment)
+    except OpenPrefect as error:
+        raise SystemExit(f"refusing to start: {error}") from None
     stop = asyncio.Event()
     requested = threading.Event()
     loops: list[asyncio.AbstractEventLoop] = []

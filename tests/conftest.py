@@ -78,7 +78,12 @@ os.environ.update(
 # a unit by itself. A unit runs in one process, in the order collected, so its servers
 # start once. (The stack's tests in two units, each over a stack of its own, took 9 min
 # 41 s against 8 min 14 s: the two cores are the bound, not the waits.)
-OWN_SERVERS = ("test_benchmark_smoke.py", "test_retention.py", "test_shutdown.py")
+OWN_SERVERS = (
+    "test_benchmark_smoke.py",
+    "test_prefect_auth.py",
+    "test_retention.py",
+    "test_shutdown.py",
+)
 # The long units, sent to the processes first, in this order; the short ones fill the
 # processes around them.
 LONG_UNITS = ("cluster", "stack", "chaos")
