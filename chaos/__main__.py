@@ -105,7 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         halt = threading.Event()
         start = time.monotonic()
         say(f"{len(strikes)} strike(s) planned over {args.duration:g} s, {args.rate:g} task(s)/s")
-        striking = threading.Thread(target=nemesis.run, args=(strikes, start, halt))
+        # A daemon, and told to stop on the way out: a SIGTERM must not wait for the plan.
+        striking = threading.Thread(target=nemesis.run, args=(strikes, start, halt), daemon=True)
+        cleanup.callback(halt.set)
         striking.start()
         stream.steady(args.rate, start + args.duration, halt)
         striking.join()
