@@ -38,11 +38,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.run import unended_runs
+from benchmarks.run import unended_runs, wait
 from chaos.nemesis import Nemesis, plan
 from chaos.stack import ChaosStack, service_environment
 from chaos.stream import ENGINE_TIMEOUT, TaskStream
-from chaos.verdict import drained, holding, journal_count, judge, report, wait
+from chaos.verdict import drained, holding, journal_count, judge, report
 from deployments.local import ROOT, StartError
 
 
@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         say("faults healed; waiting for every task to end ...")
         drain_start = time.monotonic()
         check = drained(stream.submissions, stack.engine, stack.prefect_api, stack.intake_path)
-        complete = wait(check, args.drain)
+        complete = wait(check, args.drain, interval=1.0)
         drain_s = time.monotonic() - drain_start
         verdict = judge(stream.submissions, stack.engine, stack.s3_client(), stack.prefect_api)
         if not complete:

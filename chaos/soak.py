@@ -27,11 +27,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.run import machine, mb, percentile, process_tree, rss_kib
+from benchmarks.run import machine, mb, percentile, process_tree, rss_kib, wait
 from chaos.engine import Engine
 from chaos.stack import ChaosStack, service_environment
 from chaos.stream import ENGINE_TIMEOUT, Submission, TaskStream
-from chaos.verdict import drained, holding, judge, wait
+from chaos.verdict import drained, holding, judge
 from deployments.local import ROOT, StartError
 
 MINUTE = 60.0
@@ -165,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         memory.stop()
         wait(stream.settled, ENGINE_TIMEOUT * 3, interval=0.2)
         check = drained(stream.submissions, stack.engine, stack.prefect_api, stack.intake_path)
-        wait(check, 600)
+        wait(check, 600, interval=1.0)
         verdict = judge(stream.submissions, stack.engine, stack.s3_client(), stack.prefect_api)
         rows = minutes(stream.submissions, stack.engine, start, memory.by_minute)
         full = [row for row in rows if row["minute"] <= args.duration // MINUTE]
