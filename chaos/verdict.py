@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import statistics
 from collections import Counter
@@ -147,7 +148,12 @@ def report(
     drain_s: float,
 ) -> str:
     accepted = [s for s in submissions if s.accepted]
-    refusals = Counter(s.why.split(" (")[0][:80] for s in submissions if not s.accepted)
+    # "503 51 tasks are already waiting ...": one reason, whatever the count it names.
+    refusals = Counter(
+        re.sub(r"\d+ tasks", "N tasks", s.why.split(" (")[0])[:80]
+        for s in submissions
+        if not s.accepted
+    )
     ended = [taken[0] for s in accepted if (taken := engine.terminal(s.task_id))]
     statuses = Counter(callback.status for callback in ended)
     lines = [
