@@ -18,7 +18,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 
 from api.forwarder import Forwarder
-from api.guards import BodyLimit, host_allowed
+from api.guards import BodyLimit
 from api.intake import GroupCommit, Intake
 from api.metrics import CONTENT_TYPE, ApiMetrics
 from api.orchestrator import Orchestrator, OrchestratorUnavailable
@@ -29,7 +29,7 @@ from contract.models import ServiceTask, StatusAnswer, TaskStatus
 from core.logs import bound
 from core.runs import RunParameters, S3Target
 from core.sealing import Credentials, Sealer
-from core.settings import ApiSettings
+from core.settings import ApiSettings, host_allowed
 from services.base import Service
 
 log = logging.getLogger("api")
@@ -190,12 +190,18 @@ def create_app(settings: ApiSettings, service: Service) -> FastAPI:
                 f"(MAX_TASKS is {settings.max_tasks}); retry later",
                 headers={"Retry-After": "5"},
             )
-        sealed = sealer.seal(Credentials(body.s3_access_key_id, body.s3_secret_access_key))
+        s3_host = str(body.s3_host).rstrip("/")
+        # Bound to this task and host: copied into another run, the token does not open.
+        sealed = sealer.seal(
+            Credentials(body.s3_access_key_id, body.s3_secret_access_key),
+            task_id=task_id,
+            s3_host=s3_host,
+        )
         parameters = RunParameters(
             task_id=task_id,
             data_in=body.task.data_in,
             s3=S3Target(
-                host=str(body.s3_host).rstrip("/"),
+                host=s3_host,
                 region=body.s3_region,
                 bucket=body.s3_bucket,
                 sealed_credentials=sealed,

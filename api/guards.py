@@ -1,26 +1,16 @@
 """What the API refuses before it does anything with a request.
 
 `callback_url` and `s3_host` come from the request, so an open service could be made to
-call any address (SSRF): they must name an allowed host. Bodies are capped so a huge
-request cannot exhaust memory.
+call any address (SSRF): they must name an allowed host (`core.settings.host_allowed`,
+the rule the worker applies again to every run it executes: flows.inputs). Bodies are
+capped so a huge request cannot exhaust memory.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-
-def host_allowed(url: str, allowed: list[str]) -> bool:
-    """True when `url`'s host (or host:port) is in `allowed`, or `allowed` has "*"."""
-    if "*" in allowed:
-        return True
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    with_port = f"{host}:{parts.port}" if parts.port else host
-    return any(entry.lower() in (host, with_port) for entry in allowed)
 
 
 class BodyLimit:

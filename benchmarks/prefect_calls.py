@@ -72,7 +72,7 @@ def parameters(task_id: uuid.UUID) -> RunParameters:
             host="http://127.0.0.1:9000",
             region="eu-central-2",
             bucket="bench",
-            sealed_credentials="g" * 184,  # a Fernet token's length
+            sealed_credentials="g" * 312,  # a sealed token's length (AWS keys, a task, an S3 host)
         ),
         callback_url=f"http://127.0.0.1:8080/tasks/{task_id}",
     )

@@ -31,8 +31,8 @@ class S3Location(BaseModel):
 
 
 class S3Target(S3Location):
-    """Where a task's files live, and the credentials to reach them, sealed (see
-    core.sealing)."""
+    """Where a task's files live, and the credentials to reach them, sealed for this task
+    and host (see core.sealing)."""
 
     sealed_credentials: str
 

@@ -36,6 +36,39 @@ def checked_run_retention(seconds: int) -> int:
     return seconds
 
 
+def _host_and_port(url: str) -> tuple[str, int | None] | None:
+    """The host of `url` (lower case) and its port; None when it names no host, or a port
+    that is not one."""
+    try:
+        parts = urlsplit(url)
+        host, port = (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        return None
+    return (host, port) if host else None
+
+
+def url_host(url: str) -> str:
+    """The host of `url` as ALLOWED_HOSTS names it (`name`, or `name:port` when it has a
+    port); "" when it names none."""
+    found = _host_and_port(url)
+    if found is None:
+        return ""
+    host, port = found
+    return f"{host}:{port}" if port else host
+
+
+def host_allowed(url: str, allowed: list[str]) -> bool:
+    """True when `url`'s host (or host:port) is in `allowed`, or `allowed` has "*"."""
+    if "*" in allowed:
+        return True
+    found = _host_and_port(url)
+    if found is None:
+        return False
+    host, port = found
+    names = {host, f"{host}:{port}"} if port else {host}
+    return any(entry.lower() in names for entry in allowed)
+
+
 class CommonSettings(BaseSettings):
     """Settings every role reads."""
 
@@ -59,6 +92,22 @@ class CommonSettings(BaseSettings):
     # RESULT_TTL, at most this; a task Prefect never took for this long is ended
     # (api.expiry).
     run_retention: int = DEFAULT_RUN_RETENTION
+    # The engines (a JSON list): the API registers with them; in production, unless
+    # ALLOWED_HOSTS says otherwise, their hosts are the only ones allowed.
+    engine_urls: list[str] = Field(default_factory=list)
+    # Hosts (`name` or `name:port`) that callback_url and s3_host may name; ["*"] allows
+    # any. Unset: any in development and test, the hosts of ENGINE_URLS in production.
+    # The API refuses a task naming another; the worker, a run naming another (one made
+    # through Prefect's API or UI rather than the API), before any request.
+    allowed_hosts: list[str] | None = None
+
+    def hosts_allowed(self) -> list[str]:
+        """ALLOWED_HOSTS, or its default for the environment (see `host_allowed`)."""
+        if self.allowed_hosts is not None:
+            return self.allowed_hosts
+        if self.environment != "production":
+            return ["*"]
+        return [urlsplit(url).hostname or "" for url in self.engine_urls]
 
     @field_validator("run_retention")
     @classmethod
@@ -79,10 +128,6 @@ class CommonSettings(BaseSettings):
 class ApiSettings(CommonSettings):
     """The HTTP face (`python -m api`)."""
 
-    engine_urls: list[str] = Field(default_factory=list)
-    # Hosts (`name` or `name:port`) that callback_url and s3_host may name; ["*"] allows
-    # any. Unset: any in development and test, the hosts of ENGINE_URLS in production.
-    allowed_hosts: list[str] | None = None
     # Largest request body /compute reads; an engine's task is a few kilobytes.
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     service_url: str = "http://localhost:9090"
@@ -96,13 +141,6 @@ class ApiSettings(CommonSettings):
     # Seconds between heartbeats (POST {engine}/services/{slug}/ping); the engine marks a
     # service sleeping after 50 s without one.
     engine_heartbeat_interval: float = Field(default=20.0, gt=0)
-
-    def hosts_allowed(self) -> list[str]:
-        if self.allowed_hosts is not None:
-            return self.allowed_hosts
-        if self.environment != "production":
-            return ["*"]
-        return [urlsplit(url).hostname or "" for url in self.engine_urls]
 
 
 class WorkerSettings(CommonSettings):

@@ -7,6 +7,15 @@ is told: an `error` callback from the flow itself, or from the failure, crash an
 cancellation hooks when the flow cannot run on. A flow run that failed ends with the very
 message the engine got.
 
+Before its first stage the flow checks the run itself (flows.inputs.admit), for a run
+may have been made through Prefect's API or UI rather than by the API: a callback_url or
+S3 host outside ALLOWED_HOSTS, or sealed credentials that do not open for the run's task
+and S3 host, fail the run at once, with the reason as its state message and no request
+to S3. The engine gets the `error` callback only when the callback_url itself is allowed:
+a task the API accepted may meet a stricter ALLOWED_HOSTS or a new SEALING_KEY by the
+time it runs, and its engine must still hear how it ended; a callback_url that is not
+allowed is never called, by the flow, its hooks or the reaper.
+
 With PROGRESS_UPDATES the engine also hears `fetching`, `processing` and `saving` as
 those stages start. Each run ends with one `summary:` line (outcome, the execution's
 own time and the stages', the time since the task was handed to Prefect, sizes) and is
@@ -37,6 +46,7 @@ from contract.models import TaskStatus, TaskUpdate
 from core.runs import FLOW_NAME, RunParameters, S3Location, S3Target
 from flows.callback import send_update
 from flows.errors import PermanentError, TaskError, TransientError
+from flows.inputs import CallbackRefused, admit, check_callback
 from flows.metrics import ERRORED, FINISHED, RUNNING, STAGE_SECONDS, TASK_SECONDS
 from flows.results import delivery_if_known
 from flows.runtime import runtime
@@ -195,6 +205,8 @@ async def tell_engine_error(callback_url: str, message: str, delivery: str | Non
     notify stage's retries; not if `delivery` was made already."""
     update = TaskUpdate(status=TaskStatus.ERROR, error_message=message)
     try:
+        # Checked before the notify stage, so a refused host costs no task run.
+        check_callback(callback_url, runtime().settings.hosts_allowed())
         await stages().notify(callback_url, update, delivery)
     except TaskError as error:
         logging.getLogger(__name__).error("error callback not delivered: %s", error)
@@ -253,6 +265,9 @@ async def compute(
     delivery = asyncio.create_task(_delivery())
     try:
         try:
+            # Before any request; the stages open the credentials again where they use them.
+            rt = runtime()
+            admit(parameters, rt.settings.hosts_allowed(), rt.sealer)
             keys = await _fetch_process_upload(run, parameters.data_in, parameters.s3.location())
         except Exception as error:
             message = describe(error)
@@ -262,7 +277,8 @@ async def compute(
             failed_stage, failure = run.stage, run.failure or reason_class(error)
             try:
                 run.delivery = await delivery
-                await _notify(run, TaskUpdate(status=TaskStatus.ERROR, error_message=message))
+                if not isinstance(error, CallbackRefused):
+                    await _notify(run, TaskUpdate(status=TaskStatus.ERROR, error_message=message))
             finally:
                 run.stage = failed_stage
                 run.end("error", failure, log)

@@ -17,7 +17,11 @@ the key of `process` is what they contain.
 
 What Prefect records of a task run is its name, states and the upstream runs of its
 inputs, never the values. No stage takes a credential, even sealed: the S3 stages open
-the seal kept in the flow run's parameters themselves (`_credentials`).
+the seal kept in the flow run's parameters themselves (`_credentials`), and only for the
+run's own task and an allowed S3 host; `notify` PATCHes only an allowed callback_url.
+The flow checks both before its first stage (flows.inputs); the stages check again
+where the requests are made, so that no path around the flow's check reaches a host
+outside ALLOWED_HOSTS.
 """
 
 from __future__ import annotations
@@ -39,12 +43,12 @@ from prefect.tasks import exponential_backoff
 
 from contract.description import extension_of
 from contract.models import TaskUpdate
-from core.runs import S3Location, S3Target
+from core.runs import RunParameters, S3Location
 from core.sealing import Credentials
 from flows import results, storage
 from flows.callback import send_update
 from flows.errors import TransientError
-from flows.inputs import pair_inputs
+from flows.inputs import admit, check_callback, pair_inputs
 from flows.metrics import PROCESSED
 from flows.runtime import runtime
 from services.base import Blob
@@ -68,8 +72,9 @@ def _credentials() -> Credentials:
     context = FlowRunContext.get()
     if context is None or context.parameters is None:
         raise RuntimeError("an S3 stage runs inside the compute flow")
-    sealed = S3Target.model_validate(context.parameters["s3"]).sealed_credentials
-    return runtime().sealer.unseal(sealed)
+    rt = runtime()
+    parameters = RunParameters.model_validate(context.parameters)
+    return admit(parameters, rt.settings.hosts_allowed(), rt.sealer)
 
 
 @task(name="fetch", task_run_name="fetch", persist_result=False, cache_policy=NO_CACHE)
@@ -129,8 +134,10 @@ async def upload(s3: S3Location, outputs: Mapping[str, Blob]) -> State[list[str]
 @task(name="notify", task_run_name="notify", cache_key_fn=_notify_key)
 async def notify(callback_url: str, update: TaskUpdate, delivery: str | None = None) -> None:
     """PATCH the engine with how the task ended, once per `delivery`
-    (flows.results.delivery_of; None: every time)."""
-    await send_update(callback_url, update, runtime().settings.callback_timeout)
+    (flows.results.delivery_of; None: every time); never to a host outside ALLOWED_HOSTS."""
+    settings = runtime().settings
+    check_callback(callback_url, settings.hosts_allowed())
+    await send_update(callback_url, update, settings.callback_timeout)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from core.settings import (
     ApiSettings,
     CommonSettings,
     WorkerSettings,
+    host_allowed,
+    url_host,
 )
 
 ALL_FIELDS = set(ApiSettings.model_fields) | set(WorkerSettings.model_fields)
@@ -141,13 +143,52 @@ def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, 
 def test_allowed_hosts_default_by_environment(
     monkeypatch: pytest.MonkeyPatch, environment: str, allowed: str | None, expected: list[str]
 ) -> None:
-    """Unset, ALLOWED_HOSTS is any host outside production and the engines' hosts in it."""
+    """Unset, ALLOWED_HOSTS is any host outside production and the engines' hosts in it;
+    the API and the worker read the same rule from the same variables."""
     monkeypatch.setenv("SEALING_KEY", new_key())
     monkeypatch.setenv("ENVIRONMENT", environment)
     monkeypatch.setenv("ENGINE_URLS", '["http://engine:8080", "https://engine-2"]')
     if allowed is not None:
         monkeypatch.setenv("ALLOWED_HOSTS", allowed)
     assert ApiSettings(_env_file=None).hosts_allowed() == expected
+    assert WorkerSettings(_env_file=None).hosts_allowed() == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed", "expected"),
+    [
+        ("http://engine:8080/tasks/1", ["*"], True),
+        ("not a url", ["*"], True),
+        ("http://engine:8080/tasks/1", ["engine"], True),
+        ("http://ENGINE:8080/tasks/1", ["engine:8080"], True),
+        ("http://engine/tasks/1", ["ENGINE"], True),
+        ("http://engine:8081/tasks/1", ["engine:8080"], False),
+        ("http://169.254.169.254/latest", ["engine"], False),
+        ("http://engine.evil.org/", ["engine"], False),
+        ("http://engine/", [], False),
+        ("http://engine:99999/", ["engine"], False),
+        ("http://[::1/", ["engine"], False),
+        ("/tasks/1", [""], False),
+    ],
+)
+def test_host_allowed(url: str, allowed: list[str], expected: bool) -> None:
+    """A host is allowed by its name, or its name and port, or by "*"; nothing else, and
+    not a URL that names no host or a port that is not one."""
+    assert host_allowed(url, allowed) is expected
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://Engine:8080/tasks/1", "engine:8080"),
+        ("https://engine/tasks/1", "engine"),
+        ("http://engine:99999/", ""),
+        ("not a url", ""),
+    ],
+)
+def test_url_host_is_the_host_as_allowed_hosts_names_it(url: str, expected: str) -> None:
+    """url_host gives `name` or `name:port`, lower case; "" when there is none."""
+    assert url_host(url) == expected
 
 
 def test_production_refuses_the_development_sealing_key(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,12 +1,18 @@
-"""flows.inputs: pairing data_in with data_in_fields by position, checking types."""
+"""flows.inputs: a run's hosts and sealed credentials checked before anything is fetched;
+pairing data_in with data_in_fields by position, checking types."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
+from pydantic import SecretStr
 
 from contract.description import FieldDescription, FieldType
+from core.runs import RunParameters, S3Target
+from core.sealing import Credentials, Sealer, new_key
 from flows.errors import PermanentError
-from flows.inputs import PairedInput, pair_inputs
+from flows.inputs import CallbackRefused, PairedInput, admit, check_callback, pair_inputs
 
 FIELDS = [
     FieldDescription(name="image", type=[FieldType.IMAGE_PNG, FieldType.IMAGE_JPEG]),
@@ -72,3 +78,116 @@ def test_unknown_extension_names_field_key_and_types(key: str) -> None:
     assert str(caught.value) == (
         f"input 'image': key '{key}' has no known type; expected one of image/png, image/jpeg"
     )
+
+
+# The run's own checks (flows.inputs.admit), before anything is fetched.
+SECRET = "s3-secret-of-the-run"
+TASK = uuid.UUID("59e37edd-7d97-46be-9c5c-c269740c5dda")
+S3 = "http://s3.example:9000"
+ENGINE = "http://engine.example:8080"
+ALLOWED = ["engine.example:8080", "s3.example"]
+SEALER = Sealer(SecretStr(new_key()))
+
+
+def run(
+    callback_url: str = f"{ENGINE}/tasks/{TASK}",
+    s3_host: str = S3,
+    token: str | None = None,
+    task_id: uuid.UUID = TASK,
+) -> RunParameters:
+    """A run's parameters, its token sealed by the API for TASK and S3 unless given."""
+    sealed = SEALER.seal(Credentials("key-id", SECRET), task_id=TASK, s3_host=S3)
+    return RunParameters(
+        task_id=task_id,
+        data_in=[IMAGE, TEXT],
+        s3=S3Target(host=s3_host, region="r", bucket="b", sealed_credentials=token or sealed),
+        callback_url=callback_url,
+    )
+
+
+def test_a_run_as_the_api_made_it_is_admitted_with_its_credentials() -> None:
+    """Allowed hosts and a token sealed for the run's task and host: its credentials."""
+    assert admit(run(), ALLOWED, SEALER) == Credentials("key-id", SECRET)
+
+
+@pytest.mark.parametrize(
+    ("callback_url", "reason"),
+    [
+        ("http://evil.example/tasks/1", "callback_url host evil.example is not in ALLOWED_HOSTS"),
+        (
+            "http://engine.example:9999/tasks/1",
+            "callback_url host engine.example:9999 is not in ALLOWED_HOSTS",
+        ),
+        ("ftp://engine.example:8080/tasks/1", "callback_url is not an http(s) URL"),
+        ("http://[::1/tasks", "callback_url is not an http(s) URL"),
+    ],
+)
+def test_a_callback_url_outside_allowed_hosts_is_refused_naming_its_host(
+    callback_url: str, reason: str
+) -> None:
+    """A callback_url not allowed is a CallbackRefused (permanent: never retried, and no
+    callback may go there) naming the host."""
+    with pytest.raises(CallbackRefused) as caught:
+        admit(run(callback_url=callback_url), ALLOWED, SEALER)
+    assert str(caught.value) == reason
+    assert isinstance(caught.value, PermanentError)
+
+
+def test_an_s3_host_outside_allowed_hosts_is_refused_naming_it() -> None:
+    """An S3 host not allowed is a PermanentError naming it, not a CallbackRefused: the
+    allowed engine may hear of it."""
+    with pytest.raises(PermanentError) as caught:
+        admit(run(s3_host="http://169.254.169.254"), ALLOWED, SEALER)
+    assert str(caught.value) == "S3 host 169.254.169.254 is not in ALLOWED_HOSTS"
+    assert not isinstance(caught.value, CallbackRefused)
+
+
+def test_any_host_is_admitted_with_a_star() -> None:
+    """ALLOWED_HOSTS ["*"] (development and test by default) admits any http(s) host,
+    the token still bound to it."""
+    with pytest.raises(PermanentError, match="sealed for another S3 host"):
+        admit(run(callback_url="http://anywhere/x", s3_host="http://else:1"), ["*"], SEALER)
+
+
+@pytest.mark.parametrize(
+    ("parameters", "reason"),
+    [
+        (run(task_id=uuid.uuid4()), "sealed for another task"),
+        (run(s3_host="http://s3.example:9001"), "sealed for another S3 host"),
+        (run(token="garbage"), "cannot be opened with this SEALING_KEY"),
+        (
+            run(
+                token=Sealer(SecretStr(new_key())).seal(
+                    Credentials("k", SECRET), task_id=TASK, s3_host=S3
+                )
+            ),
+            "cannot be opened with this SEALING_KEY",
+        ),
+    ],
+    ids=["another-task", "another-host", "garbage", "another-key"],
+)
+def test_a_token_that_does_not_open_for_the_run_is_refused_without_a_secret(
+    parameters: RunParameters, reason: str
+) -> None:
+    """A copied, altered or foreign token is a PermanentError naming the sealed
+    credentials and why, chaining nothing, showing neither the secret nor the token."""
+    with pytest.raises(PermanentError) as caught:
+        admit(parameters, ["*"], SEALER)
+    message = str(caught.value)
+    assert message.startswith("sealed S3 credentials")
+    assert reason in message
+    assert caught.value.__cause__ is None
+    for secret in (SECRET, parameters.s3.sealed_credentials):
+        assert secret not in message
+        assert secret not in repr(caught.value)
+
+
+def test_hosts_are_checked_before_the_token_is_opened() -> None:
+    """A run naming a foreign host is refused for the host, whatever its token."""
+    with pytest.raises(CallbackRefused):
+        admit(run(callback_url="http://evil.example/", token="garbage"), ALLOWED, SEALER)
+
+
+def test_check_callback_lets_an_allowed_url_through() -> None:
+    """check_callback is silent for an allowed callback_url."""
+    check_callback(f"{ENGINE}/tasks/1", ALLOWED)
