@@ -41,6 +41,8 @@ KINDS = (
 # How long a fault of these kinds lasts, in seconds, drawn uniformly.
 HOLDS = {S3_AWAY: (5.0, 60.0), CALLBACK_REFUSED: (5.0, 90.0), CALLBACK_503: (5.0, 90.0)}
 RESTART_TRIES = 3
+# Seconds a part stays healthy after its fault healed before its next fault.
+HEALTHY_BETWEEN = 10.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,12 @@ class Nemesis:
             previous = self._busy.get(strike.part)
             if previous is not None:
                 previous.join()
+                # The part stays healthy a while after it healed: faults of one part
+                # struck back to back would be one longer fault than its kind allows
+                # (the engine away for 5 minutes, not 5 to 90 s).
+                healed = self._healed(strike.part)
+                if stop.wait(max(0.0, healed + HEALTHY_BETWEEN - time.monotonic())):
+                    break
             fault = Fault(strike)
             self.faults.append(fault)
             thread = threading.Thread(target=self._strike, args=(fault, start), daemon=True)
@@ -108,6 +116,10 @@ class Nemesis:
             thread.start()
         for thread in self._busy.values():
             thread.join()
+
+    def _healed(self, part: str) -> float:
+        """When the last fault of `part` healed (time.monotonic())."""
+        return max((f.healed or 0.0) for f in self.faults if f.strike.part == part)
 
     def _strike(self, fault: Fault, start: float) -> None:
         strike, stack = fault.strike, self._stack
