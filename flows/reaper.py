@@ -21,6 +21,7 @@ from prefect.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterId,
     FlowRunFilter,
+    FlowRunFilterEndTime,
     FlowRunFilterState,
     FlowRunFilterStateType,
 )
@@ -37,6 +38,12 @@ log = logging.getLogger(__name__)
 MAX_EXECUTIONS = 3
 # Marks the runs this project's workers hold; a stock Prefect worker writes a process id.
 OWNER_PREFIX = "worker:"
+# How the message of a Crashed state set by a reaper begins, and how it ends once the
+# engine was told of a run given up.
+TAKEN_BACK = "the run crashed: its worker "
+TOLD = "; the engine was told"
+# How far back a sweep looks for runs a reaper left half taken back.
+HALF_TAKEN_WINDOW = timedelta(hours=1)
 
 
 def owner_mark(worker_name: str) -> str:
@@ -118,6 +125,17 @@ async def sweep(
         lost = orphaned(run, live, at, stale_after)
         if (lost or left_by_predecessor(run, own_name, own_since)) and await take_back(client, run):
             reaped.append(run.id)
+    crashed = await client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.CRASHED])),
+            end_time=FlowRunFilterEndTime(after_=at - HALF_TAKEN_WINDOW),
+        ),
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+    )
+    for run in crashed:
+        if run.state is not None and left_half_taken(run, at, stale_after):
+            await finish_taking_back(client, run, run.state.message or TAKEN_BACK)
+            reaped.append(run.id)
     return reaped
 
 
@@ -133,7 +151,7 @@ async def take_back(client: PrefectClient, run: FlowRun) -> bool:
     reaper's to reschedule."""
     worker = (run.infrastructure_pid or "no worker").removeprefix(OWNER_PREFIX)
     given_up = run.run_count >= MAX_EXECUTIONS
-    message = f"the run crashed: its worker ({worker}) stopped answering"
+    message = f"{TAKEN_BACK}({worker}) stopped answering"
     message += f", {run.run_count} times" if given_up else ""
     crashed: OrchestrationResult[Any] = await client.set_flow_run_state(
         run.id, Crashed(message=message)
@@ -141,10 +159,19 @@ async def take_back(client: PrefectClient, run: FlowRun) -> bool:
     if crashed.status != SetStateStatus.ACCEPT:
         log.info("flow run %s ended since it was listed; left as it is", run.id)
         return False
-    if given_up:
+    await finish_taking_back(client, run, message)
+    return True
+
+
+async def finish_taking_back(client: PrefectClient, run: FlowRun, message: str) -> None:
+    """The second half of `take_back`, once a reaper has marked the run Crashed: schedule
+    it again, or tell the engine it failed and mark it told."""
+    worker = message.removeprefix(TAKEN_BACK).split(")", 1)[0].removeprefix("(")
+    if run.run_count >= MAX_EXECUTIONS:
         # The delivery of this execution: no error if it delivered `finished` already.
         delivery = await delivery_if_known(client, run)
         await tell_engine_error(str(run.parameters.get("callback_url", "")), message, delivery)
+        await client.set_flow_run_state(run.id, Crashed(message=message + TOLD), force=True)
         log.error("flow run %s given up: %s", run.id, message)
     else:
         await client.set_flow_run_state(
@@ -153,4 +180,16 @@ async def take_back(client: PrefectClient, run: FlowRun) -> bool:
             force=True,
         )
         log.warning("flow run %s lost its worker %s; scheduled again", run.id, worker)
-    return True
+
+
+def left_half_taken(run: FlowRun, at: datetime, stale_after: float) -> bool:
+    """True when a reaper marked the run Crashed to take it back and did not finish (it
+    died between its two state changes) at least `stale_after` seconds ago: nobody else
+    would ever schedule it again, or tell the engine."""
+    state = run.state
+    if state is None or not state.is_crashed():
+        return False
+    message = state.message or ""
+    if not message.startswith(TAKEN_BACK) or message.endswith(TOLD):
+        return False
+    return at - state.timestamp > timedelta(seconds=stale_after)

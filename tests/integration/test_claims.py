@@ -14,7 +14,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Completed, Crashed, Failed, Running
 
 from flows.claims import claim
-from flows.reaper import MAX_EXECUTIONS, take_back
+from flows.reaper import MAX_EXECUTIONS, TAKEN_BACK, take_back
 from tests.integration.conftest import RunningStack, idle_worker, run_an_hour_ahead
 
 pytestmark = pytest.mark.integration
@@ -108,3 +108,38 @@ def test_a_reaper_listing_made_before_the_run_ended_takes_nothing_back(
     taken, states = asyncio.run(scenario())
     assert not taken
     assert [state.name for state in states][-2:] == ["Running", "Completed"]
+
+
+def test_a_run_a_reaper_left_half_taken_back_is_scheduled_again(stack: RunningStack) -> None:
+    """A reaper marks a run Crashed to take it back, then dies before scheduling it again
+    (a worker killed right after its restart): the suite's worker's sweep finds the run so
+    left, once stale, and schedules it again; nothing else ever would."""
+
+    async def scenario() -> list[State[Any]]:
+        with temporary_settings({PREFECT_API_URL: stack.prefect_api}):
+            async with get_client() as client:
+                run = await run_an_hour_ahead(client)
+                try:
+                    assert await claim(client, run.id) is not None
+                    await client.set_flow_run_state(run.id, Running(), force=True)
+                    half: State[Any] = Crashed(
+                        message=f"{TAKEN_BACK}(dead-worker) stopped answering"
+                    )
+                    await client.set_flow_run_state(run.id, half)
+
+                    async def rescheduled() -> list[State[Any]]:
+                        while True:
+                            states = await client.read_flow_run_states(run.id)
+                            if any(state.name == "AwaitingRetry" for state in states):
+                                return states
+                            await asyncio.sleep(0.2)  # polled until the deadline below
+
+                    return await asyncio.wait_for(rescheduled(), timeout=60)
+                finally:
+                    await client.delete_flow_run(run.id)
+
+    states = asyncio.run(scenario())
+    names = [state.name for state in states]
+    assert names.index("AwaitingRetry") > names.index("Crashed"), names
+    again = next(state for state in states if state.name == "AwaitingRetry")
+    assert "(dead-worker) stopped answering" in (again.message or "")

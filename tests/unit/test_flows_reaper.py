@@ -6,10 +6,18 @@ from datetime import timedelta
 from uuid import uuid4
 
 from prefect.client.schemas.objects import FlowRun, State
-from prefect.states import Pending, Running
+from prefect.states import Crashed, Pending, Running
 from prefect.types._datetime import now
 
-from flows.reaper import left_by_predecessor, left_ended, orphaned, owner_mark
+from flows.reaper import (
+    TAKEN_BACK,
+    TOLD,
+    left_by_predecessor,
+    left_ended,
+    left_half_taken,
+    orphaned,
+    owner_mark,
+)
 
 
 def _run(holder: str | None, state_age: float = 0.0, state: State[None] | None = None) -> FlowRun:
@@ -84,3 +92,15 @@ def test_a_claim_out_of_a_schedule_or_a_running_run_is_not_left_ended() -> None:
     orphan rules' to judge."""
     assert not left_ended(_pending(scheduled=True, age=10), now("UTC"), 3)
     assert not left_ended(_run(owner_mark("w1"), 10, Running()), now("UTC"), 3)
+
+
+def test_a_run_left_half_taken_back_is_found_once_stale() -> None:
+    """A run a reaper marked Crashed and did not schedule again (nor marked told) is found
+    once stale; a fresh one, one marked told, or one crashed otherwise is not."""
+    at = now("UTC")
+    half = f"{TAKEN_BACK}(w1) stopped answering"
+    assert left_half_taken(_run(None, 10, Crashed(message=half)), at, 3)
+    assert not left_half_taken(_run(None, 1, Crashed(message=half)), at, 3)
+    assert not left_half_taken(_run(None, 10, Crashed(message=half + TOLD)), at, 3)
+    assert not left_half_taken(_run(None, 10, Crashed(message="Execution was cancelled")), at, 3)
+    assert not left_half_taken(_run(None, 10, Running()), at, 3)
