@@ -8,10 +8,12 @@ image of its own, so that no other test's kept result answers for it.
 from __future__ import annotations
 
 import io
+import json
 import os
 import random
 import signal
 import threading
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -150,7 +152,9 @@ def test_a_worker_killed_after_delivering_does_not_deliver_again(client: Client)
             assert httpx.post(f"{client.stack.api}/compute", json=body, timeout=10).is_success
             wait_for(stopped.is_set, 90, "the finished callback")
             kept = RESULTS / notify_key(delivery(run_id[0], 0))
-            wait_for(kept.exists, 30, "the notify task's result to be kept")
+            # Whole, not merely there: Prefect writes the file in place, and a kill while
+            # it is half written loses the result (the rerun would PATCH again).
+            wait_for(lambda: _whole_json(kept), 30, "the notify task's result to be kept")
             extra.popen.kill()
             extra.popen.wait(30)
     finally:
@@ -166,3 +170,12 @@ def test_a_worker_killed_after_delivering_does_not_deliver_again(client: Client)
     client.prefect("flow-run", "retry", str(run_id[0]))
     first, second = wait_for(lambda: finished_updates(client, task_id, 2), 90, "the Retry's PATCH")
     assert second["data_out"] == first["data_out"]
+
+
+def _whole_json(path: Path) -> bool:
+    """True once `path` holds a complete JSON document."""
+    try:
+        json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return True
