@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from collections.abc import Callable
 
 from deployments.local import free_port
 
@@ -87,10 +88,15 @@ class Gate:
         upstream.close()
 
 
-def pipe(source: socket.socket, sink: socket.socket) -> None:
-    """Copy `source` to `sink` until either closes; then close `sink`'s writing side."""
+def pipe(
+    source: socket.socket, sink: socket.socket, seen: Callable[[bytes], None] | None = None
+) -> None:
+    """Copy `source` to `sink` until either closes (showing each chunk to `seen`, if
+    given); then close `sink`'s writing side."""
     try:
         while chunk := source.recv(65536):
+            if seen is not None:
+                seen(chunk)
             sink.sendall(chunk)
     except OSError:
         pass

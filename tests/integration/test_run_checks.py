@@ -3,7 +3,6 @@ worker checks each before any request, and a foreign host hears nothing."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
 import threading
@@ -14,6 +13,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from chaos.gate import pipe
 from core.runs import FLOW_NAME, RunParameters, S3Target, deployment_name
 from core.sealing import Credentials, Sealer, new_key
 from tests.conftest import S3_SECRET, SEALING_KEY
@@ -69,23 +69,14 @@ class Watched:
     def _forward(self, client: socket.socket) -> None:
         assert self._upstream is not None
         with client, socket.create_connection(("127.0.0.1", self._upstream)) as upstream:
-            back = threading.Thread(target=self._copy, args=(upstream, client, False))
+            back = threading.Thread(target=pipe, args=(upstream, client))
             back.start()
-            self._copy(client, upstream, True)
+            pipe(client, upstream, self._count)
             back.join(60)
 
-    def _copy(self, source: socket.socket, sink: socket.socket, counted: bool) -> None:
-        try:
-            while chunk := source.recv(65536):
-                if counted:
-                    with self._lock:
-                        self.bytes_in += len(chunk)
-                sink.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                sink.shutdown(socket.SHUT_WR)
+    def _count(self, chunk: bytes) -> None:
+        with self._lock:
+            self.bytes_in += len(chunk)
 
 
 def s3_port(client: Client) -> int:
