@@ -156,10 +156,16 @@ class WorkerSettings(CommonSettings):
     worker_shutdown_grace: float = Field(default=30.0, ge=0)
     process_pool_size: int = Field(default=1, ge=1)
     transient_retries: int = Field(default=5, ge=0)
-    # More for the callback: with the default delay, 8 retries span about four minutes of
-    # an engine that is down or restarting.
+    # More for the callback: with the default delay, 8 retries span about two minutes of
+    # an engine that is down or restarting (no delay is longer than 30 s).
     callback_retries: int = Field(default=8, ge=0)
     retry_base_delay: float = Field(default=1.0, ge=0)
+    # An outcome the engine has not taken after those retries is delivered again by a new
+    # execution of its run (flows.redelivery), scheduled this many seconds later, twice
+    # as long each time up to REDELIVERY_MAX_DELAY, for as long as RESULT_TTL keeps the
+    # stages' results.
+    redelivery_delay: float = Field(default=60.0, gt=0)
+    redelivery_max_delay: float = Field(default=3600.0, gt=0)
     s3_timeout: float = Field(default=10.0, gt=0)
     callback_timeout: float = Field(default=10.0, gt=0)
     # PATCH `fetching`, `processing` and `saving` to the engine as each stage starts (the

@@ -27,6 +27,7 @@ from flows.engine import (
     without_run_heartbeats,
 )
 from flows.metrics import serve as serve_metrics
+from flows.redelivery import Redelivery
 from flows.results import keep_deleting_expired
 from flows.results import prepare as prepare_results
 from flows.runtime import Runtime, runtime
@@ -80,6 +81,7 @@ async def _serve_with_prefect(stop: asyncio.Event, rt: Runtime, pool: str) -> No
             poll_interval=rt.settings.worker_poll_interval,
             heartbeat_seconds=rt.settings.worker_heartbeat_seconds,
             shutdown_grace=rt.settings.worker_shutdown_grace,
+            redelivery=Redelivery.of(rt.settings),
         )
         janitor = asyncio.create_task(
             keep_deleting_expired(result_store(), rt.settings.result_ttl, stop)

@@ -5,7 +5,9 @@ UI shows each with its state, duration and retries, and the API reads a task's s
 stage times from them (api.task_status, api.task_detail). Whatever goes wrong, the engine
 is told: an `error` callback from the flow itself, or from the failure, crash and
 cancellation hooks when the flow cannot run on. A flow run that failed ends with the very
-message the engine got.
+message the engine got. A final callback the engine has not taken after its retries
+(the engine away for minutes) ends the run `Undelivered`, to be delivered again by a
+later execution (flows.redelivery).
 
 Before its first stage the flow checks the run itself (flows.inputs.admit), for a run
 may have been made through Prefect's API or UI rather than by the API: a callback_url or
@@ -47,7 +49,15 @@ from core.runs import FLOW_NAME, RunParameters, S3Location, S3Target
 from flows.callback import send_update
 from flows.errors import PermanentError, TaskError, TransientError
 from flows.inputs import CallbackRefused, admit, check_callback
-from flows.metrics import ERRORED, FINISHED, RUNNING, STAGE_SECONDS, TASK_SECONDS
+from flows.metrics import (
+    ERRORED,
+    FINISHED,
+    RUNNING,
+    STAGE_SECONDS,
+    TASK_SECONDS,
+    UNDELIVERED,
+)
+from flows.redelivery import is_undelivered, undelivered
 from flows.results import delivery_if_known
 from flows.runtime import runtime
 from flows.stages import result_store, stages
@@ -55,6 +65,9 @@ from services.base import Blob
 
 T = TypeVar("T")
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
+
+# The outcome of a run whose final callback the engine did not take (flows.redelivery).
+UNDELIVERED_OUTCOME = "undelivered"
 
 # The stages (the task runs' names), and what `GET /tasks/{id}/status` reports while each
 # runs (the API repeats these in api.task_status.STAGES).
@@ -136,11 +149,15 @@ class RunRecord:
         """Log the summary line and count the run's end in the metrics."""
         now = time.time()
         since_handoff = now - self.created
-        TASK_SECONDS.labels(outcome).observe(since_handoff)
-        if outcome == "finished":
+        if outcome == UNDELIVERED_OUTCOME:
+            # Counted as it ended once delivered, by the execution that delivers it.
+            UNDELIVERED.inc()
+        elif outcome == "finished":
             FINISHED.inc()
         else:
             ERRORED.labels(self.stage, reason).inc()
+        if outcome != UNDELIVERED_OUTCOME:
+            TASK_SECONDS.labels(outcome).observe(since_handoff)
         times = ", ".join(f"{name} {ms:.0f} ms" for name, ms in self.stage_ms.items())
         log.info(
             "summary: %s in %.0f ms (%s), %.0f ms after the hand-off to Prefect; "
@@ -157,7 +174,7 @@ class RunRecord:
                 "summary": {
                     "outcome": outcome,
                     "reason": None if outcome == "finished" else reason,
-                    "failed_stage": None if outcome == "finished" else self.stage,
+                    "failed_stage": None if outcome != "error" else self.stage,
                     "run_ms": round((now - self.started) * 1000, 1),
                     "since_handoff_ms": round(since_handoff * 1000, 1),
                     "stage_ms": {k: round(v, 1) for k, v in self.stage_ms.items()},
@@ -275,18 +292,30 @@ async def compute(
                 _reported.add(run_id)
                 _records.pop(run_id, None)
             failed_stage, failure = run.stage, run.failure or reason_class(error)
+            # The run's state says why, in the words the engine got.
+            ended: State[Any] = Failed(message=message)
             try:
                 run.delivery = await delivery
                 if not isinstance(error, CallbackRefused):
                     await _notify(run, TaskUpdate(status=TaskStatus.ERROR, error_message=message))
+            except TransientError as missed:
+                ended = undelivered(f"error: {message}", missed.message)
+                failure = missed.message
             finally:
                 run.stage = failed_stage
-                run.end("error", failure, log)
-            # The run's state says why, in the words the engine got.
-            return Failed(message=message)
-        # A failure to deliver this is the hook's to report, and to count.
+                run.end(UNDELIVERED_OUTCOME if is_undelivered(ended) else "error", failure, log)
+            return ended
         run.delivery = await delivery
-        await _notify(run, TaskUpdate(status=TaskStatus.FINISHED, data_out=keys))
+        try:
+            await _notify(run, TaskUpdate(status=TaskStatus.FINISHED, data_out=keys))
+        except TransientError as missed:
+            # Not the hook's to report: the outcome is delivered again (flows.redelivery).
+            if run_id is not None:
+                _reported.add(run_id)
+                _records.pop(run_id, None)
+            run.end(UNDELIVERED_OUTCOME, missed.message, log)
+            return undelivered("finished", missed.message)
+        # A permanent refusal of this (a 4xx) is the hook's to report, and to count.
         if run_id is not None:
             _records.pop(run_id, None)
         run.end("finished", "", log)

@@ -26,6 +26,11 @@ ERRORED = Counter(
     "Tasks that ended in error, by the stage that failed and the class of reason",
     ["stage", "reason"],
 )
+UNDELIVERED = Counter(
+    "core_service_outcomes_undelivered",
+    "Final callbacks the engine did not take within their retries; delivered again by a "
+    "later execution of the run",
+)
 CALLBACK_ATTEMPTS = Counter(
     "core_service_callback_attempts",
     "PATCH requests to the engine's callback_url, by kind (final or progress)",

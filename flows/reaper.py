@@ -4,8 +4,10 @@ A worker records its name on each run it starts (`infrastructure_pid`) and heart
 to its work pool. A run that is Pending or Running while its worker has not heartbeated
 for `stale_after` seconds lost its worker (killed, out of memory, machine gone): it is
 marked Crashed and scheduled again (AwaitingRetry), so any worker of the pool runs it
-anew. After `MAX_EXECUTIONS` executions it stays Crashed and the engine gets an `error`. A run
-left Pending by a claim that found it ended (flows.claims) gets its ended state back.
+anew. When it has lost its worker `MAX_EXECUTIONS` times it stays Crashed and the engine
+gets an `error`. A run left Pending by a claim that found it ended (flows.claims) gets its
+ended state back; one left Undelivered by a worker that died before scheduling it again
+is scheduled (flows.redelivery).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterEndTime,
     FlowRunFilterState,
+    FlowRunFilterStateName,
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
@@ -32,6 +35,7 @@ from prefect.types._datetime import now
 
 from flows.claims import from_schedule, restore
 from flows.compute import tell_engine_error
+from flows.redelivery import UNDELIVERED, Redelivery, is_undelivered, schedule_again
 from flows.results import delivery_if_known, rescheduled
 
 log = logging.getLogger(__name__)
@@ -94,10 +98,12 @@ async def sweep(
     own_name: str,
     own_since: datetime,
     stale_after: float,
+    redelivery: Redelivery,
 ) -> list[UUID]:
     """Reschedule (or end) the deployment's runs whose worker is gone; their ids.
     `own_since`: when this worker started, so that what an earlier process of its name
-    left is told from what it runs itself."""
+    left is told from what it runs itself. Runs a worker died before scheduling again to
+    deliver their outcome (flows.redelivery) are scheduled by `redelivery`."""
     at = now("UTC")
     workers = await client.read_workers_for_work_pool(pool)
     live = {own_name} | {
@@ -125,16 +131,21 @@ async def sweep(
         lost = orphaned(run, live, at, stale_after)
         if (lost or left_by_predecessor(run, own_name, own_since)) and await take_back(client, run):
             reaped.append(run.id)
-    crashed = await client.read_flow_runs(
+    # One listing for both kinds of run left between two state changes.
+    left = await client.read_flow_runs(
         flow_run_filter=FlowRunFilter(
-            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.CRASHED])),
+            state=FlowRunFilterState(name=FlowRunFilterStateName(any_=["Crashed", UNDELIVERED])),
             end_time=FlowRunFilterEndTime(after_=at - HALF_TAKEN_WINDOW),
         ),
         deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
     )
-    for run in crashed:
-        if run.state is not None and left_half_taken(run, at, stale_after):
+    for run in left:
+        if run.state is None or at - run.state.timestamp <= timedelta(seconds=stale_after):
+            continue  # its own worker is on it still
+        if left_half_taken(run, at, stale_after):
             await finish_taking_back(client, run, run.state.message or TAKEN_BACK)
+            reaped.append(run.id)
+        elif is_undelivered(run.state) and await schedule_again(client, run.id, redelivery):
             reaped.append(run.id)
     return reaped
 
@@ -150,9 +161,9 @@ async def take_back(client: PrefectClient, run: FlowRun) -> bool:
     row-locked transaction: once it is accepted the run had not ended, and is this
     reaper's to reschedule."""
     worker = (run.infrastructure_pid or "no worker").removeprefix(OWNER_PREFIX)
-    given_up = run.run_count >= MAX_EXECUTIONS
+    lost = await lost_workers(client, run.id) + 1
     message = f"{TAKEN_BACK}({worker}) stopped answering"
-    message += f", {run.run_count} times" if given_up else ""
+    message += f", {lost} times" if lost >= MAX_EXECUTIONS else ""
     crashed: OrchestrationResult[Any] = await client.set_flow_run_state(
         run.id, Crashed(message=message)
     )
@@ -167,7 +178,7 @@ async def finish_taking_back(client: PrefectClient, run: FlowRun, message: str) 
     """The second half of `take_back`, once a reaper has marked the run Crashed: schedule
     it again, or tell the engine it failed and mark it told."""
     worker = message.removeprefix(TAKEN_BACK).split(")", 1)[0].removeprefix("(")
-    if run.run_count >= MAX_EXECUTIONS:
+    if await lost_workers(client, run.id) >= MAX_EXECUTIONS:
         # The delivery of this execution: no error if it delivered `finished` already.
         delivery = await delivery_if_known(client, run)
         await tell_engine_error(str(run.parameters.get("callback_url", "")), message, delivery)
@@ -180,6 +191,20 @@ async def finish_taking_back(client: PrefectClient, run: FlowRun, message: str) 
             force=True,
         )
         log.warning("flow run %s lost its worker %s; scheduled again", run.id, worker)
+
+
+async def lost_workers(client: PrefectClient, flow_run_id: UUID) -> int:
+    """How many times the run lost its worker: the Crashed states reapers gave it. Not
+    its run count, which also counts the executions that delivered an outcome again
+    (flows.redelivery) and a person's Retries."""
+    response = await client.request(
+        "GET", "/flow_run_states/", params={"flow_run_id": str(flow_run_id)}
+    )
+    return sum(
+        1
+        for state in response.json()
+        if state["type"] == "CRASHED" and (state["message"] or "").startswith(TAKEN_BACK)
+    )
 
 
 def left_half_taken(run: FlowRun, at: datetime, stale_after: float) -> bool:

@@ -30,6 +30,7 @@ import itertools
 import logging
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -158,9 +159,9 @@ def flow_run_of(context: TaskRunContext) -> UUID:
 RESCHEDULED = "; running again"
 
 
-def rescheduled(reason: str) -> State[Any]:
-    """The state the service itself schedules a run again with."""
-    return AwaitingRetry(message=reason + RESCHEDULED)
+def rescheduled(reason: str, at: datetime | None = None) -> State[Any]:
+    """The state the service itself schedules a run again with, due now or `at`."""
+    return AwaitingRetry(scheduled_time=at, message=reason + RESCHEDULED)
 
 
 def delivery(flow_run_id: UUID, retried: int) -> str:

@@ -56,6 +56,9 @@ from services.base import Blob
 # The upper bound of a retry's delay, as a fraction above its nominal value (Prefect draws
 # each delay around the nominal one, so that tasks that failed together retry apart).
 RETRY_JITTER = 0.5
+# The longest nominal delay between two retries: an engine or an S3 back after a long
+# fault is tried again within half a minute, not after the doubling's next two minutes.
+MAX_RETRY_DELAY = 30.0
 # What the upload stage's Completed state message starts with, before the keys it wrote
 # (api.task_detail reads them back from there).
 OUTPUTS = "outputs: "
@@ -150,10 +153,15 @@ class Stages:
     notify: Task[[str, TaskUpdate, str | None], Any]
 
 
+def retry_delays(base: float, retries: int) -> list[float]:
+    """Prefect's exponential backoff from `base`, each delay at most MAX_RETRY_DELAY."""
+    return [min(delay, MAX_RETRY_DELAY) for delay in exponential_backoff(base)(retries)]
+
+
 def _retried(stage: Task[Any, Any], retries: int) -> Task[Any, Any]:
     return stage.with_options(
         retries=retries,
-        retry_delay_seconds=exponential_backoff(runtime().settings.retry_base_delay)(retries),
+        retry_delay_seconds=retry_delays(runtime().settings.retry_base_delay, retries),
         retry_jitter_factor=RETRY_JITTER,
         retry_condition_fn=transient_only,
     )

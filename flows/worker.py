@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 from datetime import timedelta
+from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
@@ -24,7 +25,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterState,
     FlowRunFilterStateType,
 )
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.client.schemas.responses import WorkerFlowRunResponse
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
@@ -37,6 +38,7 @@ from flows.claims import claim
 from flows.compute import cancellation_requested, compute_flow, handed_back
 from flows.engine import ClaimedRuns, record_owners
 from flows.reaper import owner_mark, sweep
+from flows.redelivery import Redelivery, is_undelivered, schedule_again
 from flows.results import rescheduled
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,7 @@ class Worker:
         poll_interval: float,
         heartbeat_seconds: int,
         shutdown_grace: float,
+        redelivery: Redelivery,
     ) -> None:
         self._client = client
         self._pool = pool
@@ -69,6 +72,7 @@ class Worker:
         self._poll_interval = poll_interval
         self._heartbeat_seconds = heartbeat_seconds
         self._shutdown_grace = shutdown_grace
+        self._redelivery = redelivery
         self._running: dict[UUID, asyncio.Task[None]] = {}
         self._started = now("UTC")
         # Set when a slot frees or Prefect announces a run to claim: poll now, not at the tick.
@@ -255,9 +259,10 @@ class Worker:
             await self._run(flow_run)
 
     async def _run(self, flow_run: FlowRun) -> None:
+        ended: State[Any] | None = None
         try:
             # The engine reads the run (the claim's answer: flows.engine), then proposes Running.
-            await run_flow_async(
+            ended = await run_flow_async(
                 compute_flow(),
                 flow_run=flow_run,
                 parameters=flow_run.parameters,
@@ -279,6 +284,12 @@ class Worker:
                 rescheduled(f"worker {self._name} stopped"),
                 force=True,
             )
+        if is_undelivered(ended):
+            try:
+                await schedule_again(self._client, flow_run.id, self._redelivery)
+            except Exception as error:
+                # The run stays Undelivered, for the reaper of any worker.
+                log.warning("flow run %s not scheduled again: %s", flow_run.id, error)
         if flow_run.id in cancellation_requested:
             cancellation_requested.discard(flow_run.id)
             await self._client.set_flow_run_state(
@@ -325,6 +336,7 @@ class Worker:
                     own_name=self._name,
                     own_since=self._started,
                     stale_after=stale_after,
+                    redelivery=self._redelivery,
                 )
             except Exception as error:
                 log.warning("worker heartbeat failed: %s", error)

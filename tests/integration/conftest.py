@@ -7,6 +7,7 @@ all on 127.0.0.1.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -27,9 +28,10 @@ import boto3
 import httpx
 import pytest
 from PIL import Image
-from prefect.client.orchestration import PrefectClient
-from prefect.client.schemas.objects import FlowRun
-from prefect.states import Scheduled
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.objects import FlowRun, State
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.states import Running, Scheduled
 from prefect.types._datetime import now
 from pytest_httpserver import HTTPServer
 
@@ -46,6 +48,8 @@ from deployments.local import (
     start_prefect_server,
     start_worker,
 )
+from flows.claims import claim
+from flows.redelivery import Redelivery
 from flows.worker import Worker
 from services.base import load_service
 from tests.conftest import NOT_MEASURED, S3_SECRET, WORKDIR, free_port
@@ -455,6 +459,34 @@ async def run_an_hour_ahead(client: PrefectClient) -> FlowRun:
     )
 
 
+def left_by_a_dead_worker(stack: RunningStack, left: State[Any]) -> list[State[Any]]:
+    """A run claimed and Running, then put in `left` as a worker (or a reaper) that died
+    between two state changes would leave it; its states once the suite's worker's sweep
+    has scheduled it again (within a minute), oldest first. The run is deleted."""
+
+    async def scenario() -> list[State[Any]]:
+        with temporary_settings({PREFECT_API_URL: stack.prefect_api}):
+            async with get_client() as client:
+                run = await run_an_hour_ahead(client)
+                try:
+                    assert await claim(client, run.id) is not None
+                    await client.set_flow_run_state(run.id, Running(), force=True)
+                    await client.set_flow_run_state(run.id, left, force=True)
+
+                    async def rescheduled() -> list[State[Any]]:
+                        while True:
+                            states = await client.read_flow_run_states(run.id)
+                            if any(state.name == "AwaitingRetry" for state in states):
+                                return states
+                            await asyncio.sleep(0.2)  # polled until the deadline below
+
+                    return await asyncio.wait_for(rescheduled(), timeout=60)
+                finally:
+                    await client.delete_flow_run(run.id)
+
+    return asyncio.run(scenario())
+
+
 async def idle_worker(client: PrefectClient, name: str) -> Worker:
     """A worker of the deployment, one slot, not serving: a test drives its steps."""
     deployment = await client.read_deployment_by_name(f"{FLOW_NAME}/{deployment_name(SLUG)}")
@@ -467,6 +499,7 @@ async def idle_worker(client: PrefectClient, name: str) -> Worker:
         poll_interval=600,
         heartbeat_seconds=1,
         shutdown_grace=0,
+        redelivery=Redelivery(delay=1, max_delay=1, within=3600),
     )
 
 

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 DURATION = 60
 # The stream, then the last retries of callbacks held back by a fault near its end (the
-# engine answering 503 for up to 90 s: about four minutes of backoff), on a loaded machine.
+# engine answering 503 for up to 90 s, its retries at most 30 s apart), on a loaded machine.
 DEADLINE = 900
 
 

@@ -5,17 +5,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State, StateType
 from prefect.settings import PREFECT_API_URL, temporary_settings
-from prefect.states import Completed, Crashed, Failed, Running
+from prefect.states import Completed, Crashed, Failed, Running, Scheduled
+from prefect.types._datetime import now
 
 from flows.claims import claim
 from flows.reaper import MAX_EXECUTIONS, TAKEN_BACK, take_back
-from tests.integration.conftest import RunningStack, idle_worker, run_an_hour_ahead
+from tests.integration.conftest import (
+    RunningStack,
+    idle_worker,
+    left_by_a_dead_worker,
+    run_an_hour_ahead,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -94,10 +101,18 @@ def test_a_reaper_listing_made_before_the_run_ended_takes_nothing_back(
             async with get_client() as client:
                 run = await run_an_hour_ahead(client)
                 try:
+                    for _ in range(MAX_EXECUTIONS - 1 if given_up else 0):
+                        # It lost its worker before, one time short of being given up.
+                        await client.set_flow_run_state(run.id, Running(), force=True)
+                        lost: State[Any] = Crashed(message=f"{TAKEN_BACK}(w) stopped answering")
+                        await client.set_flow_run_state(run.id, lost, force=True)
+                        again: State[Any] = Scheduled(
+                            scheduled_time=now("UTC") + timedelta(hours=1)
+                        )
+                        await client.set_flow_run_state(run.id, again, force=True)
                     assert await claim(client, run.id) is not None
                     await client.set_flow_run_state(run.id, Running(), force=True)
                     listed = await client.read_flow_run(run.id)
-                    listed.run_count = MAX_EXECUTIONS if given_up else 1
                     await client.set_flow_run_state(run.id, Completed(), force=True)
                     taken = await take_back(client, listed)
                     states = await client.read_flow_run_states(run.id)
@@ -114,31 +129,8 @@ def test_a_run_a_reaper_left_half_taken_back_is_scheduled_again(stack: RunningSt
     """A reaper marks a run Crashed to take it back, then dies before scheduling it again
     (a worker killed right after its restart): the suite's worker's sweep finds the run so
     left, once stale, and schedules it again; nothing else ever would."""
-
-    async def scenario() -> list[State[Any]]:
-        with temporary_settings({PREFECT_API_URL: stack.prefect_api}):
-            async with get_client() as client:
-                run = await run_an_hour_ahead(client)
-                try:
-                    assert await claim(client, run.id) is not None
-                    await client.set_flow_run_state(run.id, Running(), force=True)
-                    half: State[Any] = Crashed(
-                        message=f"{TAKEN_BACK}(dead-worker) stopped answering"
-                    )
-                    await client.set_flow_run_state(run.id, half)
-
-                    async def rescheduled() -> list[State[Any]]:
-                        while True:
-                            states = await client.read_flow_run_states(run.id)
-                            if any(state.name == "AwaitingRetry" for state in states):
-                                return states
-                            await asyncio.sleep(0.2)  # polled until the deadline below
-
-                    return await asyncio.wait_for(rescheduled(), timeout=60)
-                finally:
-                    await client.delete_flow_run(run.id)
-
-    states = asyncio.run(scenario())
+    half: State[Any] = Crashed(message=f"{TAKEN_BACK}(dead-worker) stopped answering")
+    states = left_by_a_dead_worker(stack, half)
     names = [state.name for state in states]
     assert names.index("AwaitingRetry") > names.index("Crashed"), names
     again = next(state for state in states if state.name == "AwaitingRetry")

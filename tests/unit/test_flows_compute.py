@@ -7,8 +7,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client import REGISTRY
 
-from flows.compute import RunRecord, quiet_foreseen_failures
+from flows.compute import UNDELIVERED_OUTCOME, RunRecord, quiet_foreseen_failures
 from flows.errors import PermanentError, TransientError
 
 
@@ -95,3 +96,30 @@ def test_the_summary_says_the_execution_time_and_the_time_since_the_hand_off_apa
     message = line.getMessage()
     assert message.startswith(f"summary: finished in {summary['run_ms']:.0f} ms (fetch 5 ms, ")
     assert f"{summary['since_handoff_ms']:.0f} ms after the hand-off to Prefect" in message
+
+
+def test_an_undelivered_outcome_is_counted_as_such_and_not_yet_as_an_end() -> None:
+    """A run whose final callback the engine did not take counts as undelivered, not as
+    finished or errored: the execution that delivers it counts the end."""
+
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name) or 0.0
+
+    def task_ends() -> float:
+        finished = sample("core_service_tasks_finished_total")
+        errored = sum(
+            s.value
+            for metric in REGISTRY.collect()
+            if metric.name == "core_service_tasks_errored"
+            for s in metric.samples
+            if s.name.endswith("_total")
+        )
+        return finished + errored
+
+    undelivered, ends = sample("core_service_outcomes_undelivered_total"), task_ends()
+    record = RunRecord(callback_url="http://engine/tasks/1", created=time.time(), progress=False)
+
+    record.end(UNDELIVERED_OUTCOME, "engine unreachable", logging.getLogger("tests.summary"))
+
+    assert sample("core_service_outcomes_undelivered_total") == undelivered + 1
+    assert task_ends() == ends
