@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from benchmarks.run import machine, mb, percentile, process_tree, rss_kib, wait
 from chaos.engine import Engine
@@ -69,12 +70,14 @@ def ended(submission: Submission, engine: Engine) -> bool:
 
 
 class PeakMemory:
-    """The largest RSS sum over the service's processes, each minute, sampled every second."""
+    """The largest RSS sum over the service's processes, each minute, sampled every second;
+    and each part's own largest (a process with its children), to say which one grows."""
 
     def __init__(self, stack: ChaosStack, start: float) -> None:
         self._stack = stack
         self._start = start
         self.by_minute: dict[int, int] = {}
+        self.by_part: dict[int, dict[str, int]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -82,9 +85,12 @@ class PeakMemory:
     def _sample(self) -> None:
         while not self._stop.wait(1.0):
             tree = process_tree(self._stack.roots())
-            kib = sum(rss_kib(pid) for pids in tree.values() for pid in pids)
+            parts = {role: sum(rss_kib(pid) for pid in pids) for role, pids in tree.items()}
             minute = int((time.monotonic() - self._start) // MINUTE)
-            self.by_minute[minute] = max(self.by_minute.get(minute, 0), kib)
+            self.by_minute[minute] = max(self.by_minute.get(minute, 0), sum(parts.values()))
+            peaks = self.by_part.setdefault(minute, {})
+            for role, kib in parts.items():
+                peaks[role] = max(peaks.get(role, 0), kib)
 
     def stop(self) -> None:
         self._stop.set()
@@ -92,8 +98,8 @@ class PeakMemory:
 
 
 def minutes(
-    submissions: Sequence[Submission], engine: Engine, start: float, memory: dict[int, int]
-) -> list[dict[str, float | int | None]]:
+    submissions: Sequence[Submission], engine: Engine, start: float, memory: PeakMemory
+) -> list[dict[str, Any]]:
     """Each full minute: tasks ended in it, throughput, p99 latency, peak memory."""
     ended: dict[int, list[float]] = {}
     for s in submissions:
@@ -101,7 +107,7 @@ def minutes(
         if s.accepted and taken:
             ended.setdefault(int((taken[0].at - start) // MINUTE), []).append(taken[0].at - s.sent)
     rows = []
-    for minute in sorted(memory):
+    for minute in sorted(memory.by_minute):
         latencies = ended.get(minute, [])
         p99 = percentile(latencies, 99)
         rows.append(
@@ -110,7 +116,10 @@ def minutes(
                 "ended": len(latencies),
                 "tasks_per_s": round(len(latencies) / MINUTE, 2),
                 "p99_s": round(p99, 2) if p99 is not None else None,
-                "peak_rss_mb": round(mb(memory[minute])),
+                "peak_rss_mb": round(mb(memory.by_minute[minute])),
+                "peak_rss_mb_by_part": {
+                    role: round(mb(kib)) for role, kib in memory.by_part[minute].items()
+                },
             }
         )
     return rows
@@ -167,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check = drained(stream.submissions, stack.engine, stack.prefect_api, stack.intake_path)
         wait(check, 600, interval=1.0)
         verdict = judge(stream.submissions, stack.engine, stack.s3_client(), stack.prefect_api)
-        rows = minutes(stream.submissions, stack.engine, start, memory.by_minute)
+        rows = minutes(stream.submissions, stack.engine, start, memory)
         full = [row for row in rows if row["minute"] <= args.duration // MINUTE]
         home = Path(env["PREFECT_HOME"])
         database = sum(size(home / name) for name in ("prefect.db", "prefect.db-wal"))
@@ -194,20 +203,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def summarise(
-    rows: Sequence[dict[str, float | int | None]], database: int, accepted: int, results: int
-) -> dict[str, float | None]:
+    rows: Sequence[dict[str, Any]], database: int, accepted: int, results: int
+) -> dict[str, Any]:
     """The last minutes against the first ones (the first minute is the warm-up)."""
     steady = list(rows[1:])
     first, last = steady[:COMPARED], steady[-COMPARED:]
 
-    def mean(values: Sequence[dict[str, float | int | None]], key: str) -> float | None:
+    def mean(values: Sequence[dict[str, Any]], key: str) -> float | None:
         present = [float(v) for row in values if (v := row[key]) is not None]
         return statistics.mean(present) if present else None
 
     first_rate, last_rate = mean(first, "tasks_per_s"), mean(last, "tasks_per_s")
     first_mem = max((float(row["peak_rss_mb"] or 0) for row in first), default=None)
     last_mem = max((float(row["peak_rss_mb"] or 0) for row in last), default=None)
+    roles = sorted({role for row in steady for role in row.get("peak_rss_mb_by_part", {})})
+
+    def peak(values: Sequence[dict[str, Any]], role: str) -> int:
+        return max((row.get("peak_rss_mb_by_part", {}).get(role, 0) for row in values), default=0)
+
     return {
+        "memory_by_part_mb": {role: [peak(first, role), peak(last, role)] for role in roles},
         "throughput_first": first_rate,
         "throughput_last": last_rate,
         "throughput_ratio": last_rate / first_rate if first_rate and last_rate else None,
@@ -222,8 +237,8 @@ def summarise(
 
 
 def render(
-    rows: Sequence[dict[str, float | int | None]],
-    summary: dict[str, float | None],
+    rows: Sequence[dict[str, Any]],
+    summary: dict[str, Any],
     failures: Sequence[str],
 ) -> str:
     lines = ["minute  ended  tasks/s  p99 (s)  peak memory (MB)"]
@@ -234,12 +249,17 @@ def render(
     ]
     s = summary
     lines.append(
-        f"throughput: first {COMPARED} minutes {s['throughput_first']}, last "
-        f"{COMPARED} {s['throughput_last']} tasks/s (ratio {_fixed(s['throughput_ratio'])})"
+        f"throughput: first {COMPARED} minutes {_fixed(s['throughput_first'])}, last "
+        f"{COMPARED} {_fixed(s['throughput_last'])} tasks/s "
+        f"(ratio {_fixed(s['throughput_ratio'])})"
     )
     lines.append(
         f"peak memory: {s['memory_first_mb']} → {s['memory_last_mb']} MB "
         f"(growth {_percent(s['memory_growth'])})"
+    )
+    lines.extend(
+        f"  {role}: {first} → {last} MB" + (f" ({_percent(last / first - 1)})" if first else "")
+        for role, (first, last) in s["memory_by_part_mb"].items()
     )
     lines.append(
         f"Prefect's database (with its WAL): {s['prefect_db_bytes']} bytes after "
