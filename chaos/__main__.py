@@ -117,7 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         check = drained(stream.submissions, stack.engine, stack.prefect_api, stack.intake_path)
         complete = wait(check, args.drain, interval=1.0)
         drain_s = time.monotonic() - drain_start
-        verdict = judge(stream.submissions, stack.engine, stack.s3_client(), stack.prefect_api)
+        cuts = stack.engine_gate.cuts if stack.engine_gate is not None else []
+        verdict = judge(
+            stream.submissions, stack.engine, stack.s3_client(), stack.prefect_api, cuts
+        )
         if not complete:
             verdict.fail(
                 f"not drained after {args.drain:g} s: journal "
@@ -145,6 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for f in nemesis.faults
             ],
             "terminal_callbacks_per_task": dict(verdict.terminal_per_task),
+            "answers_lost": verdict.answers_lost,
             "failures": verdict.failures,
         }
         (args.out / "report.json").write_text(json.dumps(summary, indent=2) + "\n")

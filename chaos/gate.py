@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 from deployments.local import free_port
@@ -22,6 +23,8 @@ class Gate:
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
         self._open: set[socket.socket] = set()
+        # When (time.monotonic()) each shut cut the connections open through the gate.
+        self.cuts: list[float] = []
         self.open()
 
     @property
@@ -44,6 +47,7 @@ class Gate:
         with self._lock:
             listener, self._listener = self._listener, None
             cut, self._open = self._open, set()
+            self.cuts.append(time.monotonic())
         for sock in ([listener] if listener is not None else []) + list(cut):
             # shutdown first: it wakes a thread blocked in accept() or recv(), close does not.
             with contextlib.suppress(OSError):

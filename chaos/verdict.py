@@ -27,6 +27,9 @@ class Verdict:
     # accepted tasks by how many terminal callbacks the engine took for them
     terminal_per_task: Counter[int] = field(default_factory=Counter)
     errors_by_reason: Counter[str] = field(default_factory=Counter)
+    # Tasks whose terminal callback came twice, alike, because the engine's answer to
+    # the first was cut on its way back (LOST_ANSWER).
+    answers_lost: list[str] = field(default_factory=list)
 
     def fail(self, line: str) -> None:
         self.failures.append(line)
@@ -71,12 +74,23 @@ def flow_runs_named(prefect_api: str, names: list[str]) -> set[str]:
     return found
 
 
+# A terminal callback the engine took less than this many seconds before its gate cut
+# every connection had its answer cut too, as likely as not: the service saw the
+# connection drop with no answer, and cannot tell that from a PATCH that never arrived.
+# It sends the same outcome again rather than risk none (at least once); the engine then
+# has it twice, alike. Such a pair is reported apart, not as a failure; any other second
+# terminal callback is one.
+LOST_ANSWER = 0.5
+
+
 def judge(
     submissions: Sequence[Submission],
     engine: Engine,
     s3: Any,
     prefect_api: str,
+    cuts: Sequence[float] = (),
 ) -> Verdict:
+    """The checks over every task; `cuts`: when the engine's gate cut its connections."""
     verdict = Verdict()
     for s in submissions:
         taken = engine.terminal(s.task_id)
@@ -91,6 +105,8 @@ def judge(
         if len({callback.outcome() for callback in taken}) > 1:
             outcomes = ", ".join(f"{c.status} {list(c.data_out)}" for c in taken)
             verdict.fail(f"task {s.task_id}: terminal callbacks disagree: {outcomes}")
+        elif len(taken) == 2 and any(0 <= cut - taken[0].at <= LOST_ANSWER for cut in cuts):
+            verdict.answers_lost.append(s.task_id)
         elif len(taken) > 1:
             verdict.fail(f"task {s.task_id}: {len(taken)} terminal callbacks (agreeing)")
         first = taken[0]
@@ -171,6 +187,11 @@ def report(
         "terminal callbacks per accepted task: "
         + ", ".join(f"{n}: {count}" for n, count in sorted(verdict.terminal_per_task.items()))
     )
+    lines += [
+        f"  {task}: its terminal callback twice, alike: the engine's answer to the first "
+        "was cut by a fault on its way back, so the service sent it again"
+        for task in verdict.answers_lost
+    ]
     callbacks = sum(len(engine.of(s.task_id)) for s in submissions)
     lines.append(f"callbacks received {callbacks} (with those answered 503)")
     by_kind: dict[str, list[float | None]] = {}

@@ -53,4 +53,8 @@ def test_a_short_chaos_run_keeps_every_task(tmp_path: Path) -> None:
     assert report["accepted"] >= DURATION // 2, said
     assert len(report["faults"]) >= 3, said
     assert all(fault["healed"] for fault in report["faults"]), said
-    assert set(report["terminal_callbacks_per_task"]) == {"1"}, said
+    # One each; two, alike, only where the engine's answer to the first was cut on its
+    # way back (chaos.verdict.LOST_ANSWER), which the verdict reports apart.
+    twice = report["terminal_callbacks_per_task"].get("2", 0)
+    assert set(report["terminal_callbacks_per_task"]) <= {"1", "2"}, said
+    assert twice == len(report["answers_lost"]), said

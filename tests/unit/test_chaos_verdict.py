@@ -1,0 +1,52 @@
+"""The chaos run's verdict on tasks whose terminal callback came twice."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from chaos.engine import Engine
+from chaos.stream import Submission
+from chaos.verdict import LOST_ANSWER, judge
+
+ERROR = {"status": "error", "error_message": "S3 unreachable"}
+
+
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    stand_in = Engine()
+    try:
+        yield stand_in
+    finally:
+        stand_in.close()
+
+
+def twice(engine: Engine) -> tuple[Submission, float]:
+    """A task whose `error` the engine took twice, and when it took the first."""
+    submission = Submission(task_id="t1", sent=0.0, status=200)
+    engine.record("t1", ERROR, 200)
+    first = engine.terminal("t1")[0].at
+    engine.record("t1", ERROR, 200)
+    return submission, first
+
+
+def test_a_second_callback_after_the_answer_to_the_first_was_cut_is_reported_apart(
+    engine: Engine,
+) -> None:
+    """The engine's gate cut its connections just after it took the first: at least once,
+    reported apart, not a failure."""
+    submission, first = twice(engine)
+    verdict = judge([submission], engine, s3=None, prefect_api="", cuts=[first + 0.01])
+    assert verdict.failures == []
+    assert verdict.answers_lost == ["t1"]
+
+
+@pytest.mark.parametrize("cut_after", [None, -1.0, LOST_ANSWER + 1.0])
+def test_any_other_second_callback_fails(engine: Engine, cut_after: float | None) -> None:
+    """No cut, or one that came before the first callback or long after it: a failure."""
+    submission, first = twice(engine)
+    cuts = [] if cut_after is None else [first + cut_after]
+    verdict = judge([submission], engine, s3=None, prefect_api="", cuts=cuts)
+    assert verdict.failures == ["task t1: 2 terminal callbacks (agreeing)"]
+    assert verdict.answers_lost == []
