@@ -93,12 +93,19 @@ def test_a_finished_outcome_the_engine_missed_is_delivered_when_it_is_back(
     states = states_of(client, task_id)
     again = next(s for s in states if s["name"] == "AwaitingRetry" and s["message"])
     assert again["message"].endswith(RESCHEDULED), again
-    latest = max(run["flow_run_run_count"] for run in task_runs(client, task_id))
-    last_execution = {
-        run["name"]: run["state_name"]
-        for run in task_runs(client, task_id)
-        if run["flow_run_run_count"] == latest
-    }
+
+    def delivering_execution() -> dict[str, str] | None:
+        """The stages of the execution whose notify the engine took, once Prefect has
+        recorded them (from events, a moment after the run ends)."""
+        runs = task_runs(client, task_id)
+        delivered = [r for r in runs if r["name"] == "notify" and r["state_name"] == "Completed"]
+        if not delivered:
+            return None
+        execution = delivered[0]["flow_run_run_count"]
+        stages = {r["name"]: r["state_name"] for r in runs if r["flow_run_run_count"] == execution}
+        return stages if len(stages) == 4 else None
+
+    last_execution = wait_for(delivering_execution, 60, "the delivering execution's task runs")
     assert last_execution["process"] == "Cached", last_execution
     assert last_execution["upload"] == "Cached", last_execution
 
