@@ -41,14 +41,30 @@ def from_schedule(state: State[Any]) -> bool:
     return state.is_pending() and state.state_details.scheduled_time is not None
 
 
-async def claim(client: PrefectClient, flow_run_id: UUID) -> State[Any] | None:
-    """Move the run out of its scheduled state to Pending; its Pending state, or None when
-    it is another's (claimed first, running) or has ended meanwhile (then restored)."""
+async def propose_pending(client: PrefectClient, flow_run_id: UUID) -> State[Any] | None:
+    """Propose Pending; the run's Pending state, or None when Prefect refused it (the run
+    Pending, Running, Cancelling or Cancelled: another holds it)."""
     try:
         state = await propose_state(client, Pending(), flow_run_id=flow_run_id)
     except Abort:
         return None
-    if not state.is_pending():
+    return state if state.is_pending() else None
+
+
+async def states_of(client: PrefectClient, flow_run_id: UUID) -> list[dict[str, Any]]:
+    """The run's states as Prefect's API gives them (copied as they are by `restore`)."""
+    response = await client.request(
+        "GET", "/flow_run_states/", params={"flow_run_id": str(flow_run_id)}
+    )
+    states: list[dict[str, Any]] = response.json()
+    return states
+
+
+async def claim(client: PrefectClient, flow_run_id: UUID) -> State[Any] | None:
+    """Move the run out of its scheduled state to Pending; its Pending state, or None when
+    it is another's (claimed first, running) or has ended meanwhile (then restored)."""
+    state = await propose_pending(client, flow_run_id)
+    if state is None:
         return None
     if not from_schedule(state):
         log.warning("flow run %s had ended before this claim; not run again", flow_run_id)
@@ -73,10 +89,7 @@ def ended_state(states: list[dict[str, Any]]) -> dict[str, Any] | None:
 async def restore(client: PrefectClient, flow_run_id: UUID) -> None:
     """Write back the ended state a refused claim moved the run out of: a copy of it, with
     its type, name, message and result."""
-    response = await client.request(
-        "GET", "/flow_run_states/", params={"flow_run_id": str(flow_run_id)}
-    )
-    before = ended_state(response.json())
+    before = ended_state(await states_of(client, flow_run_id))
     if before is None:
         log.error("flow run %s: no ended state to restore", flow_run_id)
         return

@@ -33,7 +33,7 @@ from prefect.client.schemas.responses import SetStateStatus
 from prefect.states import Crashed
 from prefect.types._datetime import now
 
-from flows.claims import from_schedule, restore
+from flows.claims import from_schedule, restore, states_of
 from flows.compute import tell_engine_error
 from flows.redelivery import UNDELIVERED, Redelivery, is_undelivered, schedule_again
 from flows.results import delivery_if_known, rescheduled
@@ -143,7 +143,8 @@ async def sweep(
         if run.state is None or at - run.state.timestamp <= timedelta(seconds=stale_after):
             continue  # its own worker is on it still
         if left_half_taken(run, at, stale_after):
-            await finish_taking_back(client, run, run.state.message or TAKEN_BACK)
+            message = run.state.message or TAKEN_BACK
+            await finish_taking_back(client, run, message, await lost_workers(client, run.id))
             reaped.append(run.id)
         elif is_undelivered(run.state) and await schedule_again(client, run.id, redelivery):
             reaped.append(run.id)
@@ -170,15 +171,16 @@ async def take_back(client: PrefectClient, run: FlowRun) -> bool:
     if crashed.status != SetStateStatus.ACCEPT:
         log.info("flow run %s ended since it was listed; left as it is", run.id)
         return False
-    await finish_taking_back(client, run, message)
+    await finish_taking_back(client, run, message, lost)
     return True
 
 
-async def finish_taking_back(client: PrefectClient, run: FlowRun, message: str) -> None:
-    """The second half of `take_back`, once a reaper has marked the run Crashed: schedule
-    it again, or tell the engine it failed and mark it told."""
+async def finish_taking_back(client: PrefectClient, run: FlowRun, message: str, lost: int) -> None:
+    """The second half of `take_back`, once a reaper has marked the run Crashed (`lost`
+    times in all, this one included): schedule it again, or tell the engine it failed and
+    mark it told."""
     worker = message.removeprefix(TAKEN_BACK).split(")", 1)[0].removeprefix("(")
-    if await lost_workers(client, run.id) >= MAX_EXECUTIONS:
+    if lost >= MAX_EXECUTIONS:
         # The delivery of this execution: no error if it delivered `finished` already.
         delivery = await delivery_if_known(client, run)
         await tell_engine_error(str(run.parameters.get("callback_url", "")), message, delivery)
@@ -197,12 +199,9 @@ async def lost_workers(client: PrefectClient, flow_run_id: UUID) -> int:
     """How many times the run lost its worker: the Crashed states reapers gave it. Not
     its run count, which also counts the executions that delivered an outcome again
     (flows.redelivery) and a person's Retries."""
-    response = await client.request(
-        "GET", "/flow_run_states/", params={"flow_run_id": str(flow_run_id)}
-    )
     return sum(
         1
-        for state in response.json()
+        for state in await states_of(client, flow_run_id)
         if state["type"] == "CRASHED" and (state["message"] or "").startswith(TAKEN_BACK)
     )
 

@@ -26,13 +26,11 @@ from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import FlowRun, State
-from prefect.exceptions import Abort
-from prefect.states import Failed, Pending
+from prefect.states import Failed
 from prefect.types._datetime import now
-from prefect.utilities.engine import propose_state
 
 from core.settings import WorkerSettings
-from flows.claims import ended_state, from_schedule, restore
+from flows.claims import ended_state, from_schedule, propose_pending, restore, states_of
 from flows.results import rescheduled
 
 log = logging.getLogger(__name__)
@@ -86,21 +84,15 @@ async def schedule_again(client: PrefectClient, flow_run_id: UUID, policy: Redel
     of Pending and Running, so a run someone else has already scheduled again and a
     worker now executes is left alone; out of any ended state but Undelivered (a
     person's Retry that ended meanwhile) the run gets that state back."""
-    try:
-        claimed = await propose_state(client, Pending(), flow_run_id=flow_run_id)
-    except Abort:
-        return False
-    if not claimed.is_pending():
+    claimed = await propose_pending(client, flow_run_id)
+    if claimed is None:
         return False
     if from_schedule(claimed):
         # Scheduled again already (by another reaper): back to its schedule.
         at = claimed.state_details.scheduled_time
         await client.set_flow_run_state(flow_run_id, _again(at), force=True)
         return False
-    response = await client.request(
-        "GET", "/flow_run_states/", params={"flow_run_id": str(flow_run_id)}
-    )
-    before = ended_state(response.json())
+    before = ended_state(await states_of(client, flow_run_id))
     if before is None or before["name"] != UNDELIVERED:
         await restore(client, flow_run_id)
         return False
