@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes.util
-import os
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,9 +11,7 @@ import pytest
 import sqlalchemy as sa
 from prefect.server.database.configurations import AioSqliteConfiguration
 
-from deployments.local import ROOT
-from deployments.prefect_server import begin_writes_immediately, trim_freed_memory
-from tests.conftest import NOT_MEASURED
+from deployments.prefect_server import begin_writes_immediately
 
 
 @pytest.fixture
@@ -77,45 +71,3 @@ def test_launcher_holds_the_write_lock_from_begin(
     assert asyncio.run(read_then_check(*configuration)) is False
     with sqlite3.connect(configuration[1]) as check:
         assert check.execute("SELECT state FROM runs").fetchone() == ("PENDING",)
-
-
-# A process that frees nine tenths of 200 MB of malloc'd blocks, keeping every tenth, so
-# that glibc cannot give the holes back on free; then starts the trimming thread and
-# prints its RSS (kB) before and whenever asked, until it has dropped.
-FRAGMENTED = """
-import sys, time
-from deployments.prefect_server import keep_trimming
-def rss():
-    with open("/proc/self/status") as status:
-        return int(status.read().split("VmRSS:")[1].split()[0])
-blocks = [bytes(4000) for _ in range(50_000)]
-kept = blocks[::10]
-del blocks
-before = rss()
-assert keep_trimming(every=0.05) is not None
-deadline = time.monotonic() + 30
-while rss() > before - 100_000 and time.monotonic() < deadline:
-    time.sleep(0.05)
-print(before, rss())
-"""
-
-
-def test_the_trimming_thread_gives_freed_malloc_memory_back() -> None:
-    """The pages malloc keeps after frees in the middle of its heap go back to the system
-    (the server's RSS grew with them under a long stream: deployments/prefect_server.py)."""
-    done = subprocess.run(
-        [sys.executable, "-c", FRAGMENTED],
-        cwd=ROOT,
-        env={**os.environ, **NOT_MEASURED},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    before, after = (int(kb) for kb in done.stdout.split())
-    assert before > 150_000, "the freed blocks were not held (nothing to trim)"
-    assert after < before - 100_000, (before, after)
-
-
-def test_one_trim_says_whether_it_could() -> None:
-    assert trim_freed_memory() is (ctypes.util.find_library("c") is not None)
