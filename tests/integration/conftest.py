@@ -52,6 +52,7 @@ from flows.claims import claim
 from flows.redelivery import Redelivery
 from flows.worker import Worker
 from services.base import load_service
+from tests import plain_http
 from tests.conftest import NOT_MEASURED, S3_SECRET, WORKDIR, free_port
 
 BUCKET = "engine"
@@ -247,7 +248,7 @@ class Client:
 
     def find_flow_run(self, task_id: str) -> dict[str, Any] | None:
         """The task's flow run, read from Prefect's API; None before it is created."""
-        runs = httpx.post(
+        runs = plain_http.post(
             f"{self.stack.prefect_api}/flow_runs/filter",
             json={"flow_runs": {"name": {"any_": [task_id]}}},
             timeout=10,
@@ -312,13 +313,13 @@ class Client:
         task_id: str = body["task"]["id"]
         if accept:
             self.engine.accept(task_id)
-        response = httpx.post(f"{self.stack.api}/compute", json=body, timeout=10)
+        response = plain_http.post(f"{self.stack.api}/compute", json=body, timeout=10)
         assert response.status_code == 200, response.text
         assert response.json() == {"status": "Task added to the queue"}
         return task_id
 
     def status(self, task_id: str) -> httpx.Response:
-        return httpx.get(f"{self.stack.api}/tasks/{task_id}/status", timeout=10)
+        return plain_http.get(f"{self.stack.api}/tasks/{task_id}/status", timeout=10)
 
 
 @pytest.fixture
@@ -344,7 +345,7 @@ def image_bytes(image_format: str, size: tuple[int, int] = (64, 32)) -> bytes:
 def extra_api(client: Client, **overrides: str) -> Iterator[tuple[Stack, str]]:
     """Another API process over the same worker and S3, with some settings changed."""
     port = free_port()
-    env = environment({"SERVICE_PORT": str(port), **overrides})
+    env = environment({"SERVICE_PORT": str(port), **NOT_MEASURED, **overrides})
     with (WORKDIR / "stack.log").open("ab") as log:
         stack = Stack(env, log=log)
         try:
@@ -372,6 +373,7 @@ def service_stack(
             # Lighter on the shared Prefect server than the main stack's worker.
             "WORKER_POLL_INTERVAL": "2",
             "WORKER_HEARTBEAT_SECONDS": "5",
+            **NOT_MEASURED,
             **(overrides or {}),
         }
     )
@@ -393,7 +395,7 @@ def launcher(**overrides: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
     process = subprocess.Popen(
         [sys.executable, "-m", "deployments.local"],
         cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **overrides},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **NOT_MEASURED, **overrides},
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -506,7 +508,7 @@ async def idle_worker(client: PrefectClient, name: str) -> Worker:
 
 def task_runs(client: Client, task_id: str) -> list[dict[str, Any]]:
     """The task runs of the task's flow run, in the order they started."""
-    runs: list[dict[str, Any]] = httpx.post(
+    runs: list[dict[str, Any]] = plain_http.post(
         f"{client.stack.prefect_api}/task_runs/filter",
         json={"flow_runs": {"id": {"any_": [client.flow_run_id(task_id)]}}},
         timeout=10,
@@ -523,7 +525,7 @@ def only_an_extra_worker(client: Client, **settings: str) -> Iterator[Process]:
     """
     main = client.stack.process("worker")
     with (WORKDIR / "stack.log").open("ab") as log:
-        overrides = {"WORKER_NAME": f"extra-{uuid.uuid4()}", **settings}
+        overrides = {"WORKER_NAME": f"extra-{uuid.uuid4()}", **NOT_MEASURED, **settings}
         extra = Stack(environment(overrides), log=log)
         try:
             os.kill(main.popen.pid, signal.SIGSTOP)

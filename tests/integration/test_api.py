@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import uuid
 
-import httpx
 import pytest
 
+from tests import plain_http
 from tests.conftest import S3_SECRET
 from tests.integration.conftest import Client, extra_api, image_bytes
 
@@ -16,17 +16,17 @@ pytestmark = pytest.mark.integration
 
 def test_status_says_the_service_is_available(client: Client) -> None:
     """GET /status answers the reference service's exact body."""
-    response = httpx.get(f"{client.stack.api}/status")
+    response = plain_http.get(f"{client.stack.api}/status")
     assert response.status_code == 200
     assert response.json() == {"status": "Service is available"}
 
 
 def test_root_redirects_to_the_docs(client: Client) -> None:
     """GET / redirects to /docs, which serves the API documentation."""
-    response = httpx.get(f"{client.stack.api}/")
+    response = plain_http.get(f"{client.stack.api}/")
     assert response.is_redirect
     assert response.headers["location"] == "/docs"
-    assert httpx.get(f"{client.stack.api}/docs").status_code == 200
+    assert plain_http.get(f"{client.stack.api}/docs").status_code == 200
 
 
 def test_unknown_task_is_404_with_the_engine_detail(client: Client) -> None:
@@ -66,7 +66,7 @@ def test_malformed_task_is_422_naming_the_field(
     """A body that is not a ServiceTask answers 422 naming the field, and no run starts."""
     body = client.body(["a.png", "b.txt"])
     assert callable(change)
-    response = httpx.post(f"{client.stack.api}/compute", json=change(body))
+    response = plain_http.post(f"{client.stack.api}/compute", json=change(body))
     assert response.status_code == 422
     assert loc in [error["loc"] for error in response.json()["detail"]]
     assert client.status(body["task"]["id"]).status_code == 404
@@ -76,7 +76,7 @@ def test_422_does_not_echo_the_secret(client: Client) -> None:
     """A refused body's error names the field but never repeats the S3 secret."""
     body = client.body(["a.png", "b.txt"])
     del body["task"]
-    response = httpx.post(f"{client.stack.api}/compute", json=body)
+    response = plain_http.post(f"{client.stack.api}/compute", json=body)
     assert response.status_code == 422
     assert S3_SECRET not in response.text
     assert ["body", "task"] in [error["loc"] for error in response.json()["detail"]]
@@ -95,7 +95,7 @@ def test_hostile_input_keys_are_422(
     client: Client, keys: list[str], loc: list[object], words: str
 ) -> None:
     """Keys that climb out of the bucket, and lists of thousands, are refused by name."""
-    response = httpx.post(f"{client.stack.api}/compute", json=client.body(keys))
+    response = plain_http.post(f"{client.stack.api}/compute", json=client.body(keys))
     assert response.status_code == 422
     [error] = [error for error in response.json()["detail"] if error["loc"] == loc]
     assert words in error["msg"]
@@ -105,7 +105,7 @@ def test_hostile_input_keys_are_422(
 def test_file_urls_are_422(client: Client, field: str) -> None:
     """A `file://` callback or S3 host is refused before anything is called."""
     body = {**client.body(["a.png", "b.txt"]), field: "file:///etc/passwd"}
-    response = httpx.post(f"{client.stack.api}/compute", json=body)
+    response = plain_http.post(f"{client.stack.api}/compute", json=body)
     assert response.status_code == 422
     assert ["body", field] in [error["loc"] for error in response.json()["detail"]]
 
@@ -114,10 +114,10 @@ def test_oversized_body_is_413(client: Client) -> None:
     """A body over MAX_BODY_BYTES is refused with 413, and the service keeps serving."""
     body = client.body(["a.png", "b.txt"])
     body["padding"] = "x" * 2_000_000
-    response = httpx.post(f"{client.stack.api}/compute", json=body)
+    response = plain_http.post(f"{client.stack.api}/compute", json=body)
     assert response.status_code == 413
     assert "larger than" in response.json()["detail"]
-    assert httpx.get(f"{client.stack.api}/status").status_code == 200
+    assert plain_http.get(f"{client.stack.api}/status").status_code == 200
 
 
 def test_hosts_outside_the_allowlist_are_refused(client: Client) -> None:
@@ -129,11 +129,11 @@ def test_hosts_outside_the_allowlist_are_refused(client: Client) -> None:
     client.engine.accept(body["task"]["id"])
 
     with extra_api(client, ALLOWED_HOSTS=json.dumps([engine_host])) as (_, api):
-        refused = httpx.post(f"{api}/compute", json=body)
+        refused = plain_http.post(f"{api}/compute", json=body)
         assert refused.status_code == 422
         assert [error["loc"] for error in refused.json()["detail"]] == [["body", "s3_host"]]
-        assert httpx.get(f"{api}/tasks/{body['task']['id']}/status").status_code == 404
+        assert plain_http.get(f"{api}/tasks/{body['task']['id']}/status").status_code == 404
 
     with extra_api(client, ALLOWED_HOSTS=json.dumps([engine_host, s3_host])) as (_, api):
-        assert httpx.post(f"{api}/compute", json=body).status_code == 200
+        assert plain_http.post(f"{api}/compute", json=body).status_code == 200
     assert client.engine.final(body["task"]["id"])["status"] == "finished"

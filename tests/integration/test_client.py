@@ -18,6 +18,7 @@ from werkzeug import Request, Response
 
 from client.progress import STAGES
 from services.image_rotate import DESCRIPTION
+from tests import plain_http
 from tests.conftest import S3_SECRET, free_port
 from tests.integration.conftest import (
     BUCKET,
@@ -68,7 +69,7 @@ def test_newcomer_path_make_run_then_submit(stack: RunningStack, tmp_path: Path)
         assert shown[-1] == "finished"
         assert shown == sorted(shown, key=STAGES.index)
         [task_id] = re.findall(r"task (\S+) submitted", output)
-        runs = httpx.post(
+        runs = plain_http.post(
             f"{stack.prefect_api}/flow_runs/filter",
             json={"flow_runs": {"name": {"any_": [task_id]}}},
         ).json()
@@ -82,7 +83,7 @@ def test_newcomer_path_make_run_then_submit(stack: RunningStack, tmp_path: Path)
 
 def _answers(url: str) -> bool:
     try:
-        httpx.get(url, timeout=2)
+        plain_http.get(url, timeout=2)
     except httpx.HTTPError:
         return False
     return True
@@ -139,7 +140,7 @@ def _keys(s3_endpoint: str) -> list[str]:
 
 def test_description_route_is_what_the_engines_are_told(client: Client) -> None:
     """GET /description answers the announcement of the service's description."""
-    response = httpx.get(f"{client.stack.api}/description")
+    response = plain_http.get(f"{client.stack.api}/description")
     assert response.status_code == 200
     assert response.json() == DESCRIPTION.announcement(os.environ["SERVICE_URL"])
 
@@ -151,7 +152,7 @@ def echo_service(httpserver: HTTPServer, outputs: list[str] | None = None) -> st
     def compute(request: Request) -> Response:
         body = json.loads(request.data)
         update = {"status": "finished", "data_out": outputs or body["task"]["data_in"]}
-        assert httpx.patch(body["callback_url"], json=update).status_code == 200
+        assert plain_http.patch(body["callback_url"], json=update).status_code == 200
         return Response(json.dumps({"status": "Task added to the queue"}))
 
     httpserver.expect_request("/description").respond_with_data("", status=404)

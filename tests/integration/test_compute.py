@@ -6,10 +6,10 @@ import io
 import os
 import signal
 
-import httpx
 import pytest
 from PIL import Image
 
+from tests import plain_http
 from tests.integration.conftest import Client, image_bytes, wait_for
 from tests.integration.proxy import Proxy
 
@@ -112,12 +112,12 @@ def test_same_task_twice_is_one_flow_run(client: Client) -> None:
     body = client.body([client.put(image_bytes("PNG"), ".png"), client.put(b"90", ".txt")])
     task_id = body["task"]["id"]
     client.engine.accept(task_id)
-    first = httpx.post(f"{client.stack.api}/compute", json=body, timeout=10)
-    second = httpx.post(f"{client.stack.api}/compute", json=body, timeout=10)
+    first = plain_http.post(f"{client.stack.api}/compute", json=body, timeout=10)
+    second = plain_http.post(f"{client.stack.api}/compute", json=body, timeout=10)
     assert first.status_code == second.status_code == 200
     client.engine.final(task_id)
 
-    runs = httpx.post(
+    runs = plain_http.post(
         f"{client.stack.prefect_api}/flow_runs/filter",
         json={"flow_runs": {"name": {"any_": [task_id]}}},
         timeout=10,

@@ -16,12 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from deployments.local import Stack, environment, free_port
 from deployments.scaled import Cluster, s3_results, start_cluster
 from flows.reaper import owner_mark
+from tests import plain_http
 from tests.conftest import NOT_MEASURED, S3_SECRET, WORKDIR
 from tests.integration.conftest import (
     Client,
@@ -97,7 +97,7 @@ def cluster_client(cluster: Cluster, engine: Engine, s3_endpoint: str) -> Client
 def flow_runs(cluster: Cluster, task_ids: list[str]) -> list[dict[str, Any]]:
     """The flow runs of these tasks (at most 200, Prefect's page)."""
     query = {"flow_runs": {"name": {"any_": task_ids}}, "limit": len(task_ids)}
-    response = httpx.post(f"{cluster.prefect_api}/flow_runs/filter", json=query, timeout=30)
+    response = plain_http.post(f"{cluster.prefect_api}/flow_runs/filter", json=query, timeout=30)
     response.raise_for_status()
     runs: list[dict[str, Any]] = response.json()
     return runs
@@ -108,7 +108,7 @@ def runs_not_ended(cluster: Cluster) -> list[tuple[str, str]]:
     and state name of each."""
     states = ["SCHEDULED", "PENDING", "RUNNING"]
     query = {"flow_runs": {"state": {"type": {"any_": states}}}, "limit": 20}
-    response = httpx.post(f"{cluster.prefect_api}/flow_runs/filter", json=query, timeout=30)
+    response = plain_http.post(f"{cluster.prefect_api}/flow_runs/filter", json=query, timeout=30)
     response.raise_for_status()
     return [(run["name"], run["state_name"]) for run in response.json()]
 
@@ -135,7 +135,7 @@ def test_1000_tasks_in_bursts_into_both_apis_each_get_exactly_one_terminal_callb
             def submit(numbered: tuple[int, dict[str, Any]]) -> int:
                 n, body = numbered
                 api = cluster.apis[n % len(cluster.apis)]
-                return httpx.post(f"{api}/compute", json=body, timeout=10).status_code
+                return plain_http.post(f"{api}/compute", json=body, timeout=10).status_code
 
             assert list(pool.map(submit, enumerate(bodies))) == [200] * BURST
             for task_id in burst:
@@ -168,7 +168,7 @@ def held_by(runs: list[dict[str, Any]], worker: str, states: set[str]) -> list[d
 
 def rescheduled(cluster: Cluster, run_id: str, worker: str) -> bool:
     """Whether a reaper gave the run to the pool again because `worker` stopped answering."""
-    response = httpx.get(
+    response = plain_http.get(
         f"{cluster.prefect_api}/flow_run_states/", params={"flow_run_id": run_id}, timeout=30
     )
     response.raise_for_status()
@@ -195,7 +195,7 @@ def test_two_apis_and_two_workers_share_100_tasks_and_a_killed_worker_loses_none
 
     def submit(body: dict[str, Any]) -> int:
         api = api_of[body["task"]["id"]]
-        return httpx.post(f"{api}/compute", json=body, timeout=10).status_code
+        return plain_http.post(f"{api}/compute", json=body, timeout=10).status_code
 
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(submit, bodies)) == [200] * TASKS
@@ -269,7 +269,7 @@ def test_two_apis_and_two_workers_share_100_tasks_and_a_killed_worker_loses_none
     # A task's status is Prefect's, whichever API is asked.
     for task_id in task_ids[:4]:
         for api in cluster.apis:
-            status = httpx.get(f"{api}/tasks/{task_id}/status", timeout=10).json()
+            status = plain_http.get(f"{api}/tasks/{task_id}/status", timeout=10).json()
             assert status == {"status": "finished"}, (api, task_id, status)
 
 

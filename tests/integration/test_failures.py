@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
 import pytest
 
+from tests import plain_http
 from tests.integration.conftest import Client, image_bytes, wait_for
 from tests.integration.proxy import Proxy
 
@@ -72,7 +72,7 @@ def test_a_foreseen_failure_shows_its_reason_in_the_run_log_without_a_traceback(
     flow_run_id = client.flow_run_id(task_id)
 
     def run_log() -> list[str] | None:
-        logs = httpx.post(
+        logs = plain_http.post(
             f"{client.stack.prefect_api}/logs/filter",
             json={"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "TIMESTAMP_ASC"},
             timeout=10,
@@ -93,7 +93,7 @@ def test_callback_answered_500_twice_then_200_gets_the_result(client: Client) ->
     task_id = body["task"]["id"]
     client.engine.answer(task_id, [500, 500, 200])
 
-    assert httpx.post(f"{client.stack.api}/compute", json=body, timeout=10).status_code == 200
+    assert plain_http.post(f"{client.stack.api}/compute", json=body, timeout=10).status_code == 200
 
     update = client.engine.final(task_id)
 
@@ -142,7 +142,7 @@ def test_missing_bucket_is_reported(client: Client) -> None:
     body["s3_bucket"] = "no-such-bucket"
     task_id = body["task"]["id"]
     client.engine.accept(task_id)
-    assert httpx.post(f"{client.stack.api}/compute", json=body, timeout=10).status_code == 200
+    assert plain_http.post(f"{client.stack.api}/compute", json=body, timeout=10).status_code == 200
 
     update = client.engine.final(task_id)
 

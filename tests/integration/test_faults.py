@@ -8,11 +8,11 @@ import sys
 import uuid
 from typing import Any
 
-import httpx
 import pytest
 
 from chaos.gate import Gate
 from deployments.local import ROOT, Stack, environment, start_worker
+from tests import plain_http
 from tests.conftest import NOT_MEASURED, WORKDIR
 from tests.integration.conftest import (
     SLUG,
@@ -68,7 +68,7 @@ def test_run_of_a_worker_started_again_under_its_name_is_run_again(client: Clien
             first.popen.wait(60)
             proxy.release()
             with (WORKDIR / "stack.log").open("ab") as log:
-                again = Stack(environment({"WORKER_NAME": name}), log=log)
+                again = Stack(environment({"WORKER_NAME": name, **NOT_MEASURED}), log=log)
                 try:
                     start_worker(again, SLUG)
                     update = client.engine.final(task_id, timeout=90)
@@ -91,7 +91,9 @@ def test_callback_delivered_after_the_engine_was_down(client: Client) -> None:
     down = Proxy(client.engine.server.port, drop_first=3)
     try:
         body["callback_url"] = f"{down.url}/tasks/{task_id}"
-        assert httpx.post(f"{client.stack.api}/compute", json=body, timeout=10).status_code == 200
+        assert (
+            plain_http.post(f"{client.stack.api}/compute", json=body, timeout=10).status_code == 200
+        )
 
         update = client.engine.final(task_id)
 
@@ -108,7 +110,7 @@ def test_callback_refused_with_404_is_not_retried(client: Client) -> None:
     body = client.body([client.put(image_bytes("PNG"), ".png"), client.put(b"90", ".txt")])
     task_id = body["task"]["id"]
     client.engine.answer(task_id, [404])
-    assert httpx.post(f"{client.stack.api}/compute", json=body, timeout=10).status_code == 200
+    assert plain_http.post(f"{client.stack.api}/compute", json=body, timeout=10).status_code == 200
 
     def failed() -> dict[str, Any] | None:
         run = client.find_flow_run(task_id)

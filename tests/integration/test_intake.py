@@ -7,6 +7,7 @@ import uuid
 import httpx
 import pytest
 
+from tests import plain_http
 from tests.conftest import WORKDIR, free_port
 from tests.integration.conftest import Client, extra_api, image_bytes
 
@@ -45,8 +46,8 @@ def test_full_backlog_answers_503_with_retry_after(client: Client) -> None:
         "MAX_TASKS": "1",
     }
     with extra_api(client, **overrides) as (_, api):
-        first = httpx.post(f"{api}/compute", json=client.body(["a.png", "b.txt"]), timeout=10)
-        second = httpx.post(f"{api}/compute", json=client.body(["a.png", "b.txt"]), timeout=10)
+        first = plain_http.post(f"{api}/compute", json=client.body(["a.png", "b.txt"]), timeout=10)
+        second = plain_http.post(f"{api}/compute", json=client.body(["a.png", "b.txt"]), timeout=10)
     assert first.status_code == 200
     assert second.status_code == 503
     assert second.headers["retry-after"] == "5"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import signal
 
-import httpx
 import pytest
 
+from tests import plain_http
 from tests.conftest import free_port
 from tests.integration.conftest import RunningStack, launcher, wait_for
 
@@ -20,7 +20,7 @@ def test_launcher_serves_prints_urls_and_stops_everything_on_ctrl_c(stack: Runni
     with launcher(SERVICE_PORT=str(port)) as (process, printed):
         assert f"http://127.0.0.1:{port}/docs" in printed
         assert stack.prefect_api.removesuffix("/api") in printed
-        assert httpx.get(f"http://127.0.0.1:{port}/status").json() == {
+        assert plain_http.get(f"http://127.0.0.1:{port}/status").json() == {
             "status": "Service is available"
         }
         children = _children(process.pid)

@@ -11,10 +11,10 @@ import json
 import uuid
 from typing import Any
 
-import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests import plain_http
 from tests.conftest import S3_SECRET, WORKDIR, free_port
 from tests.integration.conftest import SLOW_CALLBACK, Client, RunningStack, wait_for
 
@@ -34,7 +34,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 def scrape(url: str) -> Samples:
     """Every sample a Prometheus would read at `url`, by name and labels."""
-    response = httpx.get(url, timeout=10)
+    response = plain_http.get(url, timeout=10)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain")
     return {
@@ -65,9 +65,11 @@ def test_metrics_count_a_known_sequence(other_client: Client, other_service: Run
 
     finished = [other_client.submit([other_client.put(TABLE, ".csv")]) for _ in range(3)]
     failed = missing_input(other_client)
-    invalid = httpx.post(f"{other_service.api}/compute", json={"task": {}}, timeout=10)
+    invalid = plain_http.post(f"{other_service.api}/compute", json={"task": {}}, timeout=10)
     assert invalid.status_code == 422
-    too_large = httpx.post(f"{other_service.api}/compute", content=b"x" * 1_100_000, timeout=10)
+    too_large = plain_http.post(
+        f"{other_service.api}/compute", content=b"x" * 1_100_000, timeout=10
+    )
     assert too_large.status_code == 413
     for task_id in finished:
         assert other_client.engine.final(task_id, SLOW_CALLBACK)["status"] == "finished"
@@ -115,7 +117,7 @@ def test_metrics_count_a_known_sequence(other_client: Client, other_service: Run
         "an empty backlog",
     )
     assert value(scrape(api), "core_service_backlog_tasks", where="journal") == 0
-    assert S3_SECRET not in httpx.get(api, timeout=10).text
+    assert S3_SECRET not in plain_http.get(api, timeout=10).text
 
 
 def test_progress_updates_reach_the_engine_in_order(other_client: Client) -> None:
@@ -140,7 +142,7 @@ def test_a_refused_progress_update_does_not_fail_the_task(other_client: Client) 
     task_id = str(uuid.uuid4())
     other_client.engine.answer(task_id, [500, 200])
     body = other_client.body([other_client.put(TABLE, ".csv")], task_id=task_id)
-    response = httpx.post(f"{other_client.stack.api}/compute", json=body, timeout=10)
+    response = plain_http.post(f"{other_client.stack.api}/compute", json=body, timeout=10)
     assert response.status_code == 200, response.text
     assert other_client.engine.final(task_id, SLOW_CALLBACK)["status"] == "finished"
     statuses = [u["status"] for u in other_client.engine.updates[task_id]]
@@ -190,7 +192,7 @@ def test_log_lines_are_json_with_ids_and_one_summary(
     assert (WORKDIR / STACK_LOG).read_bytes().count(S3_SECRET.encode()) == 0
 
     def in_prefect() -> list[str]:
-        logs = httpx.post(
+        logs = plain_http.post(
             f"{other_service.prefect_api}/logs/filter",
             json={"logs": {"flow_run_id": {"any_": [flow_run_id]}}},
             timeout=10,
@@ -214,7 +216,7 @@ def test_task_detail_shows_stages_outputs_errors_and_the_ui_page(
     def detail(task_id: str, stage: str) -> dict[str, Any] | None:
         """The detail once the run has ended and the end of the stage's task run is
         recorded (Prefect records task runs from their events, a moment later)."""
-        response = httpx.get(f"{other_service.api}/tasks/{task_id}", timeout=10)
+        response = plain_http.get(f"{other_service.api}/tasks/{task_id}", timeout=10)
         assert response.status_code == 200, response.text
         found: dict[str, Any] = response.json()
         ended = found["status"] in ("finished", "error")
@@ -244,6 +246,6 @@ def test_task_detail_shows_stages_outputs_errors_and_the_ui_page(
     assert shown["data_out"] == []
 
     unknown = uuid.uuid4()
-    response = httpx.get(f"{other_service.api}/tasks/{unknown}", timeout=10)
+    response = plain_http.get(f"{other_service.api}/tasks/{unknown}", timeout=10)
     assert response.status_code == 404
     assert response.json() == {"detail": f"Task {unknown} not found"}

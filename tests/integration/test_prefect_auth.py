@@ -9,11 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 from cryptography.fernet import Fernet
 
 from deployments.local import ROOT, Stack, environment
+from tests import plain_http
 from tests.conftest import NOT_MEASURED, WORKDIR, free_port
 from tests.integration.conftest import Client, Engine, RunningStack, image_bytes, launcher
 
@@ -44,9 +44,9 @@ def test_with_an_auth_string_prefect_refuses_requests_without_it_and_the_service
     }
     with launcher(**settings) as (process, _):
         listing = f"{prefect_api}/flow_runs/filter"
-        assert httpx.post(listing, json={}, timeout=10).status_code == 401
+        assert plain_http.post(listing, json={}, timeout=10).status_code == 401
         basic = {"Authorization": f"Basic {base64.b64encode(AUTH.encode()).decode()}"}
-        assert httpx.post(listing, json={}, headers=basic, timeout=10).status_code == 200
+        assert plain_http.post(listing, json={}, headers=basic, timeout=10).status_code == 200
 
         api = f"http://127.0.0.1:{port}"
         running = RunningStack(Stack({}), api, prefect_api, WORKDIR / "stack.log")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
+from tests import plain_http
 from tests.integration.conftest import Client, image_bytes
 
 pytestmark = pytest.mark.integration
@@ -14,11 +14,11 @@ def test_prefect_deploy_updates_the_served_deployment(client: Client) -> None:
     """`prefect deploy --all` succeeds, keeps the deployment's id, pool and entrypoint, and
     tasks still run afterwards."""
     url = f"{client.stack.prefect_api}/deployments/name/compute/image-rotate"
-    before = httpx.get(url).json()
+    before = plain_http.get(url).json()
 
     client.prefect("deploy", "--all")
 
-    after = httpx.get(url).json()
+    after = plain_http.get(url).json()
     assert after["id"] == before["id"]
     assert after["work_pool_name"] == "image-rotate"
     assert after["entrypoint"] == "flows/compute.py:compute"

@@ -11,11 +11,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import httpx
 import pytest
 
 from flows.redelivery import UNDELIVERED, undelivered
 from flows.results import RESCHEDULED
+from tests import plain_http
 from tests.integration.conftest import (
     Client,
     RunningStack,
@@ -36,7 +36,7 @@ def states_of(client: Client, task_id: str) -> list[dict[str, Any]]:
     run = client.find_flow_run(task_id)
     if run is None:
         return []
-    states: list[dict[str, Any]] = httpx.get(
+    states: list[dict[str, Any]] = plain_http.get(
         f"{client.stack.prefect_api}/flow_run_states/",
         params={"flow_run_id": run["id"]},
         timeout=10,
@@ -53,7 +53,9 @@ def undelivered_then_taken(client: Client, data_in: list[str]) -> tuple[str, lis
     task_id: str = body["task"]["id"]
     client.engine.answer_by(task_id, lambda: 200 if back.is_set() else 503)
     with only_an_extra_worker(client, **QUICK):
-        assert httpx.post(f"{client.stack.api}/compute", json=body, timeout=10).status_code == 200
+        assert (
+            plain_http.post(f"{client.stack.api}/compute", json=body, timeout=10).status_code == 200
+        )
 
         def scheduled_again() -> bool:
             names = [state["name"] for state in states_of(client, task_id)]

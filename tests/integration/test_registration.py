@@ -17,6 +17,7 @@ from werkzeug import Request, Response
 
 from deployments.local import ROOT, Stack, answers, environment, start_api
 from services import image_rotate
+from tests import plain_http
 from tests.conftest import WORKDIR, free_port
 from tests.integration.conftest import SLUG, RunningStack, wait_for
 
@@ -40,7 +41,7 @@ def test_api_announces_once_serving_and_says_sleeping_on_sigterm(
         body = json.loads(request.data)
         seen.append(("POST", request.path, body))
         try:
-            status = httpx.get(f"{body['url']}/status", timeout=5).status_code
+            status = plain_http.get(f"{body['url']}/status", timeout=5).status_code
         except httpx.HTTPError as error:
             status_before_answer.append(type(error).__name__)
             return _json(503, {"detail": f"unreachable: {error}"})
@@ -116,13 +117,13 @@ def test_status_is_503_with_the_reason_when_prefect_is_unreachable() -> None:
 
     def serving() -> bool:
         try:
-            httpx.get(status_url, timeout=2)
+            plain_http.get(status_url, timeout=2)
         except httpx.HTTPError:
             return False
         return True
 
     def unavailable() -> httpx.Response | None:
-        response = httpx.get(status_url, timeout=2)
+        response = plain_http.get(status_url, timeout=2)
         return response if response.status_code == 503 else None
 
     with (WORKDIR / f"api-{port}.log").open("wb") as log:

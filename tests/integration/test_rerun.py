@@ -7,10 +7,10 @@ import re
 import uuid
 from typing import Any
 
-import httpx
 import pytest
 
 from client.cli import main as client_main
+from tests import plain_http
 from tests.integration.conftest import SLOW_CALLBACK, Client, image_bytes, wait_for
 from tests.integration.proxy import Proxy
 
@@ -85,7 +85,7 @@ def test_a_rerun_summary_says_its_own_time_apart_from_the_time_since_the_hand_of
     assert code == 1, printed
 
     def summaries() -> list[tuple[str, int, int]] | None:
-        logs = httpx.post(
+        logs = plain_http.post(
             f"{client.stack.prefect_api}/logs/filter",
             json={"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "TIMESTAMP_ASC"},
             timeout=10,

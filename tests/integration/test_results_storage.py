@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 import pytest
 
 from core.settings import WorkerSettings
 from flows import results
+from tests import plain_http
 from tests.integration.conftest import RunningStack, s3_client
 
 pytestmark = pytest.mark.integration
@@ -40,7 +40,7 @@ def test_results_on_s3_are_kept_in_a_bucket_made_for_them_and_expire(
     left = [item["Key"] for item in s3.list_objects_v2(Bucket="kept-results")["Contents"]]
     assert left == ["elsewhere/other"]
 
-    saved = httpx.get(
+    saved = plain_http.get(
         f"{stack.prefect_api}/block_types/slug/s3-bucket/block_documents/name/storage-test-results",
         params={"include_secrets": "true"},
         timeout=10,

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import httpx
 import pytest
 from PIL import Image
 
 from flows.results import delivery, notify_key
+from tests import plain_http
 from tests.conftest import WORKDIR, free_port
 from tests.integration.conftest import (
     Client,
@@ -43,7 +43,7 @@ def unique_image() -> bytes:
 
 def processed(port: int) -> float:
     """How many times the worker serving metrics at `port` called the service's process."""
-    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    metrics = plain_http.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     line = next(x for x in metrics.splitlines() if x.startswith("core_service_processed_total"))
     return float(line.split()[-1])
 
@@ -149,7 +149,7 @@ def test_a_worker_killed_after_delivering_does_not_deliver_again(client: Client)
     client.engine.answer_by(task_id, take_and_stop_prefect)
     try:
         with only_an_extra_worker(client) as extra:
-            assert httpx.post(f"{client.stack.api}/compute", json=body, timeout=10).is_success
+            assert plain_http.post(f"{client.stack.api}/compute", json=body, timeout=10).is_success
             wait_for(stopped.is_set, 90, "the finished callback")
             kept = RESULTS / notify_key(delivery(run_id[0], 0))
             # Whole, not merely there: Prefect writes the file in place, and a kill while

@@ -9,13 +9,13 @@ import threading
 import uuid
 from typing import Any
 
-import httpx
 import pytest
 from pydantic import SecretStr
 
 from chaos.gate import pipe
 from core.runs import FLOW_NAME, RunParameters, S3Target, deployment_name
 from core.sealing import Credentials, Sealer, new_key
+from tests import plain_http
 from tests.conftest import S3_SECRET, SEALING_KEY
 from tests.integration.conftest import (
     ACCESS_KEY,
@@ -112,8 +112,8 @@ def create_run(client: Client, task_id: str, run_parameters: dict[str, Any]) -> 
     one: through Prefect's API, with the parameters given, scheduled now."""
     prefect = client.stack.prefect_api
     name = f"{FLOW_NAME}/{deployment_name(SLUG)}"
-    deployment = httpx.get(f"{prefect}/deployments/name/{name}", timeout=10).json()
-    created = httpx.post(
+    deployment = plain_http.get(f"{prefect}/deployments/name/{name}", timeout=10).json()
+    created = plain_http.post(
         f"{prefect}/deployments/{deployment['id']}/create_flow_run",
         json={"name": task_id, "parameters": run_parameters},
         timeout=10,

@@ -7,9 +7,9 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
+from tests import plain_http
 from tests.conftest import S3_SECRET, WORKDIR
 from tests.integration.conftest import ACCESS_KEY, Client, image_bytes, wait_for
 
@@ -27,7 +27,7 @@ def test_secret_absent_from_parameters_database_and_logs(client: Client) -> None
     assert client.engine.final(good)["status"] == "finished"
     assert client.engine.final(bad)["status"] == "error"
 
-    runs = httpx.post(
+    runs = plain_http.post(
         f"{client.stack.prefect_api}/flow_runs/filter",
         json={"flow_runs": {"name": {"any_": [good, bad]}}},
         timeout=10,
@@ -88,7 +88,7 @@ def test_secret_absent_from_task_runs_and_events(client: Client) -> None:
 
 
 def _task_runs(client: Client, flow_run_id: str) -> list[dict[str, Any]]:
-    runs: list[dict[str, Any]] = httpx.post(
+    runs: list[dict[str, Any]] = plain_http.post(
         f"{client.stack.prefect_api}/task_runs/filter",
         json={"flow_runs": {"id": {"any_": [flow_run_id]}}},
         timeout=10,
@@ -100,7 +100,7 @@ def _all(client: Client, path: str, page: int = 200) -> Iterator[dict[str, Any]]
     """Every record of a `/filter` endpoint, page by page."""
     offset = 0
     while True:
-        records = httpx.post(
+        records = plain_http.post(
             f"{client.stack.prefect_api}{path}", json={"limit": page, "offset": offset}, timeout=30
         ).json()
         yield from records
@@ -111,7 +111,7 @@ def _all(client: Client, path: str, page: int = 200) -> Iterator[dict[str, Any]]
 
 def _events(client: Client) -> Iterator[dict[str, Any]]:
     """Every event the server stored, page by page."""
-    answer = httpx.post(
+    answer = plain_http.post(
         f"{client.stack.prefect_api}/events/filter",
         json={"filter": {"occurred": {"since": "2000-01-01T00:00:00Z"}}, "limit": 50},
         timeout=30,
@@ -120,4 +120,4 @@ def _events(client: Client) -> Iterator[dict[str, Any]]:
         yield from answer["events"]
         if not answer.get("next_page"):
             return
-        answer = httpx.get(answer["next_page"], timeout=30).json()
+        answer = plain_http.get(answer["next_page"], timeout=30).json()

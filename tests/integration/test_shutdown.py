@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from deployments.local import ROOT
-from tests.conftest import free_port
+from tests.conftest import NOT_MEASURED, free_port
 from tests.integration.conftest import wait_for
 
 BANNER = "Ctrl-C stops everything"
@@ -70,6 +70,7 @@ def ctrl_c(tmp_path: Path, *args: str) -> tuple[int, str, list[str]]:
         # No other ports than those: many stacks run on this machine at once.
         "WORKER_METRICS_PORT": "0",
         "LOCAL_S3_URL": "",
+        **NOT_MEASURED,
     }
     with output.open("wb") as log:
         process = subprocess.Popen(

@@ -6,9 +6,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import httpx
 import pytest
 
+from tests import plain_http
 from tests.integration.conftest import Client, image_bytes, task_runs, wait_for
 from tests.integration.proxy import Proxy
 
@@ -59,13 +59,13 @@ def test_a_transient_fault_is_retried_by_prefect(client: Client) -> None:
     runs = wait_for(lambda: ended(client, task_id, 4), RECORDED, "the four task runs")
     fetch = runs[0]
     assert (fetch["name"], fetch["state_type"], fetch["run_count"]) == ("fetch", "COMPLETED", 2)
-    history = httpx.get(
+    history = plain_http.get(
         f"{client.stack.prefect_api}/task_run_states/",
         params={"task_run_id": fetch["id"]},
         timeout=10,
     ).json()
     assert "AwaitingRetry" in [state["name"] for state in history]
-    detail = httpx.get(f"{client.stack.api}/tasks/{task_id}", timeout=10).json()
+    detail = plain_http.get(f"{client.stack.api}/tasks/{task_id}", timeout=10).json()
     assert detail["stages"]["fetch"]["attempts"] == 2
 
 

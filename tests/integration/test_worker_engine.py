@@ -7,7 +7,6 @@ import contextlib
 import threading
 from uuid import uuid4
 
-import httpx
 import prefect.flow_engine
 from prefect import flow, task
 from prefect.client.orchestration import get_client
@@ -23,6 +22,7 @@ from flows.engine import (
     skip_suspension_watch,
     without_run_heartbeats,
 )
+from tests import plain_http
 from tests.integration.conftest import (
     Client,
     RunningStack,
@@ -100,7 +100,7 @@ def test_the_workers_runs_send_no_heartbeat_event(client: Client) -> None:
     resource = f"prefect.flow-run.{client.flow_run_id(task_id)}"
 
     def stored() -> list[str] | None:
-        answer = httpx.post(
+        answer = plain_http.post(
             f"{client.stack.prefect_api}/events/filter",
             json={"filter": {"resource": {"id": [resource]}}, "limit": 50},
             timeout=10,

@@ -6,11 +6,10 @@ import io
 import subprocess
 import sys
 
-import httpx
-
 from client.callback import CallbackReceiver
 from client.progress import Progress
 from deployments.local import ROOT
+from tests import plain_http
 
 
 class Terminal(io.StringIO):
@@ -52,7 +51,7 @@ def test_callback_receiver_keeps_the_first_terminal_update() -> None:
         url = receiver.url_for("127.0.0.1", "t1")
         assert url == f"http://127.0.0.1:{receiver.port}/tasks/t1"
         for status in ("processing", "finished", "error"):
-            response = httpx.patch(url, json={"status": status, "data_out": []})
+            response = plain_http.patch(url, json={"status": status, "data_out": []})
             assert (response.status_code, response.json()) == (200, {})
         assert receiver.final("t1", timeout=5) == {"status": "finished", "data_out": []}
         assert receiver.final("other", timeout=0) is None
@@ -62,8 +61,8 @@ def test_callback_receiver_refuses_a_body_that_is_not_json() -> None:
     """A PATCH whose body is not a JSON object is answered 422 and ignored."""
     with CallbackReceiver() as receiver:
         url = receiver.url_for("127.0.0.1", "t2")
-        assert httpx.patch(url, content=b"not json").status_code == 422
-        assert httpx.patch(url, json=["finished"]).status_code == 422
+        assert plain_http.patch(url, content=b"not json").status_code == 422
+        assert plain_http.patch(url, json=["finished"]).status_code == 422
         assert receiver.final("t2", timeout=0) is None
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import socket
 
-import httpx
 import pytest
 
 from flows.metrics import serve
+from tests import plain_http
 from tests.conftest import free_port
 
 
@@ -16,7 +16,7 @@ def test_serves_the_metrics_on_the_port() -> None:
     """The worker's metrics answer at /metrics on the port asked for."""
     port = free_port()
     assert serve("127.0.0.1", port)
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    text = plain_http.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     assert "core_service_tasks_running" in text
     assert "core_service_stage_seconds" in text
 
