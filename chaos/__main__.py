@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         drain_s = time.monotonic() - drain_start
         cuts = stack.engine_gate.cuts if stack.engine_gate is not None else []
         verdict = judge(
-            stream.submissions, stack.engine, stack.s3_client(), stack.prefect_api, cuts
+            stream.submissions, stack.engine, stack.s3_client(), stack.prefect_api, cuts, start
         )
         if not complete:
             verdict.fail(

@@ -89,8 +89,11 @@ def judge(
     s3: Any,
     prefect_api: str,
     cuts: Sequence[float] = (),
+    start: float = 0.0,
 ) -> Verdict:
-    """The checks over every task; `cuts`: when the engine's gate cut its connections."""
+    """The checks over every task; `cuts`: when the engine's gate cut its connections;
+    `start`: when the stream started (time.monotonic()), the origin of the times a
+    failure gives, as of the strikes the run printed."""
     verdict = Verdict()
     for s in submissions:
         taken = engine.terminal(s.task_id)
@@ -108,7 +111,10 @@ def judge(
         elif len(taken) == 2 and any(0 <= cut - taken[0].at <= LOST_ANSWER for cut in cuts):
             verdict.answers_lost.append(s.task_id)
         elif len(taken) > 1:
-            verdict.fail(f"task {s.task_id}: {len(taken)} terminal callbacks (agreeing)")
+            times = ", ".join(f"{callback.at - start:.1f} s" for callback in taken)
+            verdict.fail(
+                f"task {s.task_id}: {len(taken)} terminal callbacks (agreeing), taken at {times}"
+            )
         first = taken[0]
         if first.status == "finished":
             for key in first.data_out:

@@ -44,9 +44,14 @@ def test_a_second_callback_after_the_answer_to_the_first_was_cut_is_reported_apa
 
 @pytest.mark.parametrize("cut_after", [None, -1.0, LOST_ANSWER + 1.0])
 def test_any_other_second_callback_fails(engine: Engine, cut_after: float | None) -> None:
-    """No cut, or one that came before the first callback or long after it: a failure."""
+    """No cut, or one that came before the first callback or long after it: a failure,
+    which says when the engine took each, from the start of the stream."""
     submission, first = twice(engine)
     cuts = [] if cut_after is None else [first + cut_after]
-    verdict = judge([submission], engine, s3=None, prefect_api="", cuts=cuts)
-    assert verdict.failures == ["task t1: 2 terminal callbacks (agreeing)"]
+    start = first - 10.0
+    verdict = judge([submission], engine, s3=None, prefect_api="", cuts=cuts, start=start)
+    second = engine.terminal("t1")[1].at - start
+    assert verdict.failures == [
+        f"task t1: 2 terminal callbacks (agreeing), taken at 10.0 s, {second:.1f} s"
+    ]
     assert verdict.answers_lost == []
