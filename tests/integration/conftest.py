@@ -18,7 +18,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -63,6 +63,8 @@ SERVER_START = 300
 # client's tests): on a loaded machine the Prefect server's SQLite locks can hold a
 # task's hand-off to Prefect back for minutes.
 SLOW_CALLBACK = 180
+# Seconds a launcher (`make run`'s) has to stop its processes once sent Ctrl-C.
+LAUNCHER_STOP = 120
 ACCESS_KEY = "test-access-key"
 SLUG = "image-rotate"
 T = TypeVar("T")
@@ -388,6 +390,23 @@ def service_stack(
             stack.stop()
 
 
+def session(sid: int) -> list[str]:
+    """The processes of session `sid` still running (zombies have ended), as
+    `pid command` lines."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # ended meanwhile
+        if int(fields[3]) == sid and fields[0] != "Z":
+            members.append(f"{entry.name} {command}")
+    return members
+
+
 @contextmanager
 def launcher(**overrides: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """`make run`'s launcher (over the suite's Prefect server) with some settings changed,
@@ -399,6 +418,8 @@ def launcher(**overrides: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        # Its processes in a session of its own, so that none outlives the test.
+        start_new_session=True,
     )
     try:
         assert process.stdout is not None
@@ -410,7 +431,16 @@ def launcher(**overrides: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
         yield process, printed
     finally:
         if process.poll() is None:
-            process.kill()
+            # A test that failed with it still running: stopped as Ctrl-C stops it, its
+            # processes in order (a SIGKILL to it alone left its Prefect server and
+            # worker running).
+            process.send_signal(signal.SIGINT)
+            with suppress(subprocess.TimeoutExpired):
+                process.wait(LAUNCHER_STOP)
+        for member in session(process.pid):  # any that outlived it, a hung one included
+            with suppress(ProcessLookupError):
+                os.kill(int(member.split()[0]), signal.SIGKILL)
+        if process.poll() is None:
             process.wait()
 
 

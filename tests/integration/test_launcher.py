@@ -8,7 +8,7 @@ import pytest
 
 from tests import plain_http
 from tests.conftest import free_port
-from tests.integration.conftest import RunningStack, launcher, wait_for
+from tests.integration.conftest import RunningStack, launcher, session, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -29,6 +29,20 @@ def test_launcher_serves_prints_urls_and_stops_everything_on_ctrl_c(stack: Runni
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 0
         wait_for(lambda: not any(_alive(pid) for pid in children), 30, "children to exit")
+
+
+def test_a_test_failing_while_the_launcher_runs_leaves_none_of_its_processes(
+    stack: RunningStack,
+) -> None:
+    """The suite's own helper: a test that fails with the launcher up has it stop its
+    worker and API, as Ctrl-C does; nothing of its session is left running."""
+    failing = pytest.raises(RuntimeError, match="the test failed")
+    with failing, launcher(SERVICE_PORT=str(free_port())) as (process, _):
+        # It, its worker and its API at least (the server is the suite's).
+        assert len(session(process.pid)) >= 3, session(process.pid)
+        raise RuntimeError("the test failed")
+    assert process.returncode == 0  # stopped as by Ctrl-C, not killed
+    assert session(process.pid) == []
 
 
 def _children(pid: int) -> list[int]:

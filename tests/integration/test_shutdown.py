@@ -18,7 +18,7 @@ import pytest
 
 from deployments.local import ROOT
 from tests.conftest import NOT_MEASURED, free_port
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import session, wait_for
 
 BANNER = "Ctrl-C stops everything"
 # Seconds to come up on a busy two-core machine (the supervisor gives up after its own
@@ -35,23 +35,6 @@ ALARMS = (
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(START + STOP + 60)]
-
-
-def session(sid: int) -> list[str]:
-    """The processes of session `sid` still running (zombies have ended), as
-    `pid command` lines."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (FileNotFoundError, ProcessLookupError):
-            continue  # ended meanwhile
-        if int(fields[3]) == sid and fields[0] != "Z":
-            members.append(f"{entry.name} {command}")
-    return members
 
 
 def ctrl_c(tmp_path: Path, *args: str) -> tuple[int, str, list[str]]:
