@@ -45,6 +45,14 @@ from services.base import load_service
 # Seconds the Prefect server may take to start: on a new database it first creates its
 # tables, which takes a while on a busy machine.
 SERVER_START = 180.0
+# The Prefect server's connections to PostgreSQL: 15 kept open. Prefect's own keeps 5 and
+# opens up to 10 more for each use, closing them after: a burst of 1,000 tasks opened
+# about 880 (each a new backend process), with the same ceiling. (In the server's
+# environment only: Prefect 3.9.1 fails to start when a `.env` file it reads names them.)
+POSTGRES_POOL = {
+    "PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE": "15",
+    "PREFECT_SERVER_DATABASE_SQLALCHEMY_MAX_OVERFLOW": "0",
+}
 
 
 @dataclass
@@ -116,7 +124,7 @@ def start_cluster(
     `worker_metrics_ports`, when given) and an API on each port."""
     slug = load_service(stack.env.get("SERVICE_MODULE", "services.image_rotate")).description.slug
     _, database_url = start_postgres(stack, folder / "postgres")
-    server = stack.variant(PREFECT_API_DATABASE_CONNECTION_URL=database_url)
+    server = stack.variant(PREFECT_API_DATABASE_CONNECTION_URL=database_url, **POSTGRES_POOL)
     if start_prefect_server(server, SERVER_START) is None:
         raise StartError(
             f"a Prefect server already answers at {stack.env['PREFECT_API_URL']}: "

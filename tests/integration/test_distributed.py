@@ -7,6 +7,7 @@ alone with `pytest -m distributed`.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import tempfile
 import threading
@@ -16,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from deployments.local import Stack, environment, free_port
@@ -50,6 +52,9 @@ WORKERS = ("dist-worker-1", "dist-worker-2")
 # two looks at Prefect's flow runs (each reads them all).
 DEADLINE = 300
 POLL = 0.5
+# Connections to the Prefect database over the whole burst test: the server's pool of 15,
+# again after a connection it dropped, and the test's own.
+MAX_SESSIONS = 60
 TERMINAL = ("finished", "error")
 
 
@@ -152,10 +157,29 @@ def test_1000_tasks_in_bursts_into_both_apis_each_get_exactly_one_terminal_callb
     }
     assert len(task_ids) >= 1000
     assert not twice, f"{len(twice)} of {len(task_ids)} tasks: {list(twice.items())[:5]}"
+    # The Prefect server kept its connections to PostgreSQL open (deployments.scaled.
+    # POSTGRES_POOL): with Prefect's own pool it opened about 880 in this test.
+    assert (opened := sessions_opened(cluster)) <= MAX_SESSIONS, opened
     # The workers kept their results in the S3 both reach (flows.results).
     kept = s3_client(s3_endpoint).list_objects_v2(Bucket=RESULTS_BUCKET, Prefix="kept/")
     names = [item["Key"] for item in kept.get("Contents", [])]
     assert any(name.startswith("kept/notify-") for name in names), names[:5]
+
+
+def sessions_opened(cluster: Cluster) -> int:
+    """Connections PostgreSQL has accepted to the Prefect database since it started."""
+
+    async def read() -> int:
+        url = cluster.database_url.replace("postgresql+asyncpg://", "postgresql://")
+        connection = await asyncpg.connect(url)
+        try:
+            query = "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+            sessions: int = await connection.fetchval(query)
+            return sessions
+        finally:
+            await connection.close()
+
+    return asyncio.run(read())
 
 
 def held_by(runs: list[dict[str, Any]], worker: str, states: set[str]) -> list[dict[str, Any]]:
