@@ -407,6 +407,13 @@ def session(sid: int) -> list[str]:
     return members
 
 
+def kill_session(sid: int) -> None:
+    """SIGKILL every process of session `sid` still running."""
+    for member in session(sid):
+        with suppress(ProcessLookupError):  # ended meanwhile
+            os.kill(int(member.split()[0]), signal.SIGKILL)
+
+
 @contextmanager
 def launcher(**overrides: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """`make run`'s launcher (over the suite's Prefect server) with some settings changed,
@@ -437,9 +444,7 @@ def launcher(**overrides: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
             process.send_signal(signal.SIGINT)
             with suppress(subprocess.TimeoutExpired):
                 process.wait(LAUNCHER_STOP)
-        for member in session(process.pid):  # any that outlived it, a hung one included
-            with suppress(ProcessLookupError):
-                os.kill(int(member.split()[0]), signal.SIGKILL)
+        kill_session(process.pid)  # any that outlived it, a hung one included
         if process.poll() is None:
             process.wait()
 

@@ -18,7 +18,7 @@ import pytest
 
 from deployments.local import ROOT
 from tests.conftest import NOT_MEASURED, free_port
-from tests.integration.conftest import session, wait_for
+from tests.integration.conftest import kill_session, session, wait_for
 
 BANNER = "Ctrl-C stops everything"
 # Seconds to come up on a busy two-core machine (the supervisor gives up after its own
@@ -85,8 +85,7 @@ def ctrl_c(tmp_path: Path, *args: str) -> tuple[int, str, list[str]]:
         return code, output.read_text(), session(process.pid)
     finally:
         # Whatever a failure left behind, so that it does not outlive the test.
-        for member in session(process.pid):
-            os.kill(int(member.split()[0]), signal.SIGKILL)
+        kill_session(process.pid)
         if process.poll() is None:
             process.kill()
             process.wait()
