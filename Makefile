@@ -100,10 +100,13 @@ SEED ?=
 chaos: install
 	$(PY) -m chaos $(if $(DURATION),--duration $(DURATION)) $(if $(SEED),--seed $(SEED))
 
-## soak: the chaos stream without faults, 40 tasks in flight, minute by minute (its own
-## stack; DURATION s, default 1800)
+## soak: the chaos stream without faults, minute by minute (its own stack; DURATION s,
+## default 1800; RATE tasks a second, default 2; or IN_FLIGHT tasks kept in flight)
+RATE ?=
+IN_FLIGHT ?=
 soak: install
-	$(PY) -m chaos.soak $(if $(DURATION),--duration $(DURATION))
+	$(PY) -m chaos.soak $(if $(DURATION),--duration $(DURATION)) $(if $(RATE),--rate $(RATE)) \
+	  $(if $(IN_FLIGHT),--in-flight $(IN_FLIGHT))
 
 ## screenshots: the pictures of the Prefect UI in docs/images, from a real run (a stack of
 ## its own, Debian's Chromium headless; installed with apt-get if missing)

@@ -1,15 +1,18 @@
 """`make soak`: the chaos stream without the nemesis, for DURATION s, minute by minute.
 
-    .venv/bin/python -m chaos.soak [--duration 1800] [--in-flight 40] [--out .data/soak]
+    .venv/bin/python -m chaos.soak [--duration 1800] [--rate 2 | --in-flight N] [--out .data/soak]
 
 The stack of `make chaos` (chaos.stack), and engine-like tasks (a new connection per POST,
-5 s timeout) kept --in-flight at a time: a task is sent as soon as one ends, so each
-minute's throughput is what the service managed, not what was offered. It prints, for
-each minute: tasks ended, throughput, the p99 of POST sent → terminal callback, and the
-peak memory (RSS summed over the Prefect server, the workers with their children, and the
-API, sampled every second). Then: the last three minutes against the first three (after
-the first, the warm-up), the memory's growth, the Prefect database's size per task, and
-the checks of `make chaos` over every task. Written to `<out>/soak.json` as well.
+5 s timeout) at a steady rate, as `make chaos` sends them (--rate, 2 a second by
+default): a day of traffic at a rate the service keeps up with, where any slowing down
+or growth over time is the service's own. With --in-flight N, N tasks are kept in flight
+instead, a task sent as soon as one ends, so that each minute's throughput is what the
+service managed at saturation, not what was offered. It prints, for each minute: tasks
+ended, throughput, the p99 of POST sent → terminal callback, and the peak memory (RSS
+summed over the Prefect server, the workers with their children, and the API, sampled
+every second). Then: the last three minutes against the first three (after the first,
+the warm-up), the memory's growth, the Prefect database's size per task, and the checks
+of `make chaos` over every task. Written to `<out>/soak.json` as well.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from dotenv import dotenv_values
 
 from benchmarks.run import machine, mb, percentile, process_tree, rss_kib, wait
 from chaos.engine import Engine
@@ -46,13 +51,17 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--duration", type=float, default=1800.0, help="seconds of stream")
-    parser.add_argument("--in-flight", type=int, default=40, help="tasks kept in flight")
+    load = parser.add_mutually_exclusive_group()
+    load.add_argument("--rate", type=float, default=2.0, help="tasks a second (default 2)")
+    load.add_argument(
+        "--in-flight", type=int, default=None, help="tasks kept in flight, in place of --rate"
+    )
     parser.add_argument(
         "--max-tasks",
         type=int,
         default=None,
-        help="the service's MAX_TASKS (default: twice --in-flight, so that runs Prefect has "
-        "not yet marked ended after their callback do not fill it)",
+        help="the service's MAX_TASKS (default: .env's; with --in-flight, twice it, so that "
+        "runs Prefect has not yet marked ended after their callback do not fill it)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / ".data" / "soak")
     return parser.parse_args(argv)
@@ -95,6 +104,35 @@ class PeakMemory:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def max_tasks(args: argparse.Namespace) -> int:
+    if args.max_tasks:
+        return int(args.max_tasks)
+    if args.in_flight:
+        return 2 * int(args.in_flight)
+    return int(dotenv_values(ROOT / ".env")["MAX_TASKS"] or 0)
+
+
+def keep_in_flight(stream: TaskStream, engine: Engine, count: int, until: float) -> None:
+    """Send a task as soon as one of `count` in flight ends, until `until`."""
+    start = time.monotonic()
+    shown = 0
+    outstanding: list[Submission] = []
+    while time.monotonic() < until:
+        seen = engine.received
+        refused = any(s.answered is not None and not s.accepted for s in outstanding)
+        outstanding = [s for s in outstanding if not ended(s, engine)]
+        while len(outstanding) < count:
+            outstanding.append(stream.send())
+        # A refused task is sent again by its engine later, not at once: a slot it
+        # frees waits for a callback, or half a second.
+        engine.wait_beyond(seen, 0.5)
+        if refused:
+            time.sleep(0.5)
+        if int((time.monotonic() - start) // MINUTE) > shown:
+            shown += 1
+            say(f"minute {shown}: {len(stream.submissions)} tasks sent")
 
 
 def minutes(
@@ -140,9 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tmp = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="soak-")))
         log_path = args.out / "service.log"
         log = cleanup.enter_context(log_path.open("wb"))
-        env = service_environment(
-            tmp, max_tasks=args.max_tasks or 2 * args.in_flight, heartbeat=30, grace=30, extra={}
-        )
+        env = service_environment(tmp, max_tasks=max_tasks(args), heartbeat=30, grace=30, extra={})
         stack = ChaosStack(env, log, secret)
         cleanup.callback(stack.stop)
         say("starting the stack ...")
@@ -154,23 +190,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream = TaskStream(stack)
         start = time.monotonic()
         memory = PeakMemory(stack, start)
-        say(f"{args.in_flight} tasks in flight for {args.duration:g} s")
-        shown = 0
-        outstanding: list[Submission] = []
-        while time.monotonic() < start + args.duration:
-            seen = stack.engine.received
-            refused = any(s.answered is not None and not s.accepted for s in outstanding)
-            outstanding = [s for s in outstanding if not ended(s, stack.engine)]
-            while len(outstanding) < args.in_flight:
-                outstanding.append(stream.send())
-            # A refused task is sent again by its engine later, not at once: a slot it
-            # frees waits for a callback, or half a second.
-            stack.engine.wait_beyond(seen, 0.5)
-            if refused:
-                time.sleep(0.5)
-            if int((time.monotonic() - start) // MINUTE) > shown:
-                shown += 1
-                say(f"minute {shown}: {len(stream.submissions)} tasks sent")
+        if args.in_flight:
+            say(f"{args.in_flight} tasks in flight for {args.duration:g} s")
+            keep_in_flight(stream, stack.engine, args.in_flight, start + args.duration)
+        else:
+            say(f"{args.rate:g} task(s) a second for {args.duration:g} s")
+            sender = threading.Thread(
+                target=stream.steady, args=(args.rate, start + args.duration, threading.Event())
+            )
+            sender.start()
+            while sender.is_alive():
+                sender.join(timeout=MINUTE)
+                say(
+                    f"minute {round((time.monotonic() - start) / MINUTE)}: "
+                    f"{len(stream.submissions)} tasks sent"
+                )
         memory.stop()
         wait(stream.settled, ENGINE_TIMEOUT * 3, interval=0.2)
         check = drained(stream.submissions, stack.engine, stack.prefect_api, stack.intake_path)
@@ -254,7 +288,7 @@ def render(
         f"(ratio {_fixed(s['throughput_ratio'])})"
     )
     lines.append(
-        f"peak memory: {s['memory_first_mb']} → {s['memory_last_mb']} MB "
+        f"peak memory: {_fixed(s['memory_first_mb'])} → {_fixed(s['memory_last_mb'])} MB "
         f"(growth {_percent(s['memory_growth'])})"
     )
     lines.extend(
