@@ -13,7 +13,8 @@ terminal callback and Prefect has no run left, and checks (chaos.verdict):
 
 - every task answered 200 ended with a terminal callback: `finished` with outputs that
   exist in S3, or `error` with a reason;
-- no task had two terminal callbacks, agreeing or not;
+- no task had two terminal callbacks, agreeing or not, but where the engine's answer to
+  the first was lost on its way back (reported apart: chaos.verdict.LOST_ANSWER);
 - no task whose submission failed (refused, or no answer within 5 s) ran, or has a flow run;
 - no file the stack wrote holds the S3 secret.
 
@@ -42,7 +43,7 @@ from benchmarks.run import unended_runs, wait
 from chaos.nemesis import Nemesis, plan
 from chaos.stack import ChaosStack, service_environment
 from chaos.stream import ENGINE_TIMEOUT, TaskStream
-from chaos.verdict import drained, holding, journal_count, judge, report
+from chaos.verdict import deliveries, drained, holding, journal_count, judge, report
 from deployments.local import ROOT, StartError
 
 
@@ -119,7 +120,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         drain_s = time.monotonic() - drain_start
         cuts = stack.engine_gate.cuts if stack.engine_gate is not None else []
         verdict = judge(
-            stream.submissions, stack.engine, stack.s3_client(), stack.prefect_api, cuts, start
+            stream.submissions,
+            stack.engine,
+            stack.s3_client(),
+            stack.prefect_api,
+            cuts,
+            start,
+            deliveries(log_path),
         )
         if not complete:
             verdict.fail(

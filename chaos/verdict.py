@@ -19,6 +19,7 @@ from chaos.engine import Engine
 from chaos.nemesis import Fault
 from chaos.stack import BUCKET
 from chaos.stream import Submission
+from flows.stages import DELIVERED
 
 
 @dataclass
@@ -78,9 +79,23 @@ def flow_runs_named(prefect_api: str, names: list[str]) -> set[str]:
 # every connection had its answer cut too, as likely as not: the service saw the
 # connection drop with no answer, and cannot tell that from a PATCH that never arrived.
 # It sends the same outcome again rather than risk none (at least once); the engine then
-# has it twice, alike. Such a pair is reported apart, not as a failure; any other second
-# terminal callback is one.
+# has it twice, alike. So it does when the worker waiting for the answer is killed: the
+# run is taken back and sends it again. Such a pair is reported apart, not as a failure,
+# when the service logged fewer deliveries (flows.stages.DELIVERED) than the engine took
+# callbacks, or the gate cut within LOST_ANSWER s; any other second terminal callback
+# is one.
 LOST_ANSWER = 0.5
+_DELIVERED = re.compile(re.escape(DELIVERED) + r": \w+ to \S*/tasks/([0-9a-f-]{36})")
+
+
+def deliveries(service_log: Path) -> Counter[str]:
+    """How many terminal callbacks the service logged as answered 2xx, by task id."""
+    with service_log.open("rb") as lines:
+        return Counter(
+            match.group(1)
+            for line in lines
+            if (match := _DELIVERED.search(line.decode(errors="replace")))
+        )
 
 
 def judge(
@@ -90,10 +105,12 @@ def judge(
     prefect_api: str,
     cuts: Sequence[float] = (),
     start: float = 0.0,
+    delivered: Counter[str] | None = None,
 ) -> Verdict:
     """The checks over every task; `cuts`: when the engine's gate cut its connections;
     `start`: when the stream started (time.monotonic()), the origin of the times a
-    failure gives, as of the strikes the run printed."""
+    failure gives, as of the strikes the run printed; `delivered`: the service's own
+    count of each task's terminal callbacks answered 2xx (`deliveries`), if known."""
     verdict = Verdict()
     for s in submissions:
         taken = engine.terminal(s.task_id)
@@ -108,7 +125,10 @@ def judge(
         if len({callback.outcome() for callback in taken}) > 1:
             outcomes = ", ".join(f"{c.status} {list(c.data_out)}" for c in taken)
             verdict.fail(f"task {s.task_id}: terminal callbacks disagree: {outcomes}")
-        elif len(taken) == 2 and any(0 <= cut - taken[0].at <= LOST_ANSWER for cut in cuts):
+        elif len(taken) == 2 and (
+            any(0 <= cut - taken[0].at <= LOST_ANSWER for cut in cuts)
+            or (delivered is not None and delivered[s.task_id] < len(taken))
+        ):
             verdict.answers_lost.append(s.task_id)
         elif len(taken) > 1:
             times = ", ".join(f"{callback.at - start:.1f} s" for callback in taken)
@@ -195,7 +215,8 @@ def report(
     )
     lines += [
         f"  {task}: its terminal callback twice, alike: the engine's answer to the first "
-        "was cut by a fault on its way back, so the service sent it again"
+        "was lost on its way back (a fault cut the connection or killed the worker "
+        "waiting for it), so the service sent it again"
         for task in verdict.answers_lost
     ]
     callbacks = sum(len(engine.of(s.task_id)) for s in submissions)

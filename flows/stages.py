@@ -27,6 +27,7 @@ outside ALLOWED_HOSTS.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -53,6 +54,11 @@ from flows.metrics import PROCESSED
 from flows.runtime import runtime
 from services.base import Blob
 
+log = logging.getLogger(__name__)
+# Logged the moment the engine answered a terminal callback 2xx, before anything else: a
+# run that did not log it before dying never knew the engine had its outcome
+# (chaos.verdict tells a lost answer from a second callback sent knowingly by it).
+DELIVERED = "callback delivered"
 # The upper bound of a retry's delay, as a fraction above its nominal value (Prefect draws
 # each delay around the nominal one, so that tasks that failed together retry apart).
 RETRY_JITTER = 0.5
@@ -141,6 +147,7 @@ async def notify(callback_url: str, update: TaskUpdate, delivery: str | None = N
     settings = runtime().settings
     check_callback(callback_url, settings.hosts_allowed())
     await send_update(callback_url, update, settings.callback_timeout)
+    log.info("%s: %s to %s", DELIVERED, update.status.value, callback_url)
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from chaos.engine import Engine
 from chaos.stream import Submission
-from chaos.verdict import LOST_ANSWER, judge
+from chaos.verdict import LOST_ANSWER, deliveries, judge
+from flows.stages import DELIVERED
 
 ERROR = {"status": "error", "error_message": "S3 unreachable"}
 
@@ -55,3 +58,37 @@ def test_any_other_second_callback_fails(engine: Engine, cut_after: float | None
         f"task t1: 2 terminal callbacks (agreeing), taken at 10.0 s, {second:.1f} s"
     ]
     assert verdict.answers_lost == []
+
+
+def test_a_second_callback_after_a_first_the_service_never_heard_answered_is_reported_apart(
+    engine: Engine,
+) -> None:
+    """The worker waiting for the first answer was killed: the service logged one
+    delivery, the engine took two. At least once, reported apart, not a failure."""
+    submission, _ = twice(engine)
+    verdict = judge([submission], engine, s3=None, prefect_api="", delivered=Counter(t1=1))
+    assert verdict.failures == []
+    assert verdict.answers_lost == ["t1"]
+
+
+def test_a_second_callback_after_a_first_the_service_knew_delivered_fails(
+    engine: Engine,
+) -> None:
+    submission, _ = twice(engine)
+    verdict = judge([submission], engine, s3=None, prefect_api="", delivered=Counter(t1=2))
+    assert len(verdict.failures) == 1
+    assert verdict.answers_lost == []
+
+
+def test_deliveries_are_counted_from_the_service_log_by_task(tmp_path: Path) -> None:
+    task = "2b5fb992-fdcd-4de1-8a99-d3df8e2ff4ac"
+    other = "b98ccbdb-adb7-4e8f-92fd-07b6451bd4d7"
+    line = f"2026-12-06 21:38:05,500 INFO    flows.stages {DELIVERED}: finished to http://127.0.0.1:9/tasks/"
+    log = tmp_path / "service.log"
+    log.write_text(
+        f"{line}{task}\n"
+        f"2026-12-06 21:38:05,600 INFO    api accepted task task_id={other}\n"
+        f'{{"message": "{DELIVERED}: error to http://127.0.0.1:9/tasks/{task}"}}\n'
+        f"{line}{other}\n"
+    )
+    assert deliveries(log) == Counter({task: 2, other: 1})
