@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
-from typing import Any
+from typing import Any, cast
 from uuid import uuid4
 
 from prefect import Task, task
@@ -41,6 +41,8 @@ from prefect.client.schemas.objects import State, TaskRun
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.states import Completed
 from prefect.tasks import exponential_backoff
+from prefect.transactions import get_transaction
+from prefect.types._datetime import DateTime, now
 
 from contract.description import extension_of
 from contract.models import TaskUpdate
@@ -55,9 +57,9 @@ from flows.runtime import runtime
 from services.base import Blob
 
 log = logging.getLogger(__name__)
-# Logged the moment the engine answered a terminal callback 2xx, before anything else: a
-# run that did not log it before dying never knew the engine had its outcome
-# (chaos.verdict tells a lost answer from a second callback sent knowingly by it).
+# Logged once the engine answered a terminal callback 2xx and the delivery is kept
+# (record_delivery): a run that died before logging it may send the callback again, one
+# that logged it does not (chaos.verdict tells the two apart).
 DELIVERED = "callback delivered"
 # The upper bound of a retry's delay, as a fraction above its nominal value (Prefect draws
 # each delay around the nominal one, so that tasks that failed together retry apart).
@@ -147,7 +149,28 @@ async def notify(callback_url: str, update: TaskUpdate, delivery: str | None = N
     settings = runtime().settings
     check_callback(callback_url, settings.hosts_allowed())
     await send_update(callback_url, update, settings.callback_timeout)
+    try:
+        await record_delivery()
+    except Exception as error:  # a retry would PATCH again: Prefect's commit keeps it later
+        log.warning("delivery not kept at once (%s); kept when the stage ends", error)
     log.info("%s: %s to %s", DELIVERED, update.status.value, callback_url)
+
+
+async def record_delivery() -> None:
+    """Write notify's result under its cache key now, not when Prefect commits it after
+    the task returns: a worker killed in between (a few milliseconds, more under load)
+    left a rerun without it, and the rerun PATCHed the engine a second time. Prefect's
+    commit then leaves it alone: it would write the file again in place, and a kill
+    halfway through that would lose it the same way."""
+    transaction = get_transaction()
+    context = TaskRunContext.get()
+    if transaction is None or transaction.store is None or not transaction.key:
+        return  # no delivery named: the callback is sent every time anyway
+    ttl = context.task.cache_expiration if context is not None else None
+    # now() + a timedelta is a DateTime at run time; typed as a plain datetime.
+    expiration = cast(DateTime, now("UTC") + ttl) if ttl else None
+    await transaction.store.awrite(obj=None, key=transaction.key, expiration=expiration)
+    transaction.write_on_commit = False
 
 
 @dataclass(frozen=True)

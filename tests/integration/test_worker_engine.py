@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from datetime import timedelta
+from pathlib import Path
 from uuid import uuid4
 
 import prefect.flow_engine
@@ -12,6 +14,7 @@ from prefect import flow, task
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.context import AsyncClientContext, SyncClientContext, TaskRunContext
+from prefect.filesystems import LocalFileSystem
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Pending
 
@@ -22,6 +25,7 @@ from flows.engine import (
     skip_suspension_watch,
     without_run_heartbeats,
 )
+from flows.stages import record_delivery
 from tests import plain_http
 from tests.integration.conftest import (
     Client,
@@ -181,3 +185,38 @@ def test_the_engines_update_of_a_run_writes_its_owner(stack: RunningStack) -> No
         assert written == ["worker:w", "worker:x"]
 
     asyncio.run(scenario())
+
+
+def test_a_delivery_is_kept_under_its_cache_key_before_the_task_returns(
+    stack: RunningStack, tmp_path: Path
+) -> None:
+    """notify's result is written when the engine has answered (flows.stages), not when
+    Prefect commits it after the task returns: a worker killed in between left a rerun
+    without it, and the rerun PATCHed the engine a second time. Prefect's commit does not
+    write it again (a kill halfway through would lose it too). A second call with the
+    same key is Cached, its body not run."""
+    key = f"notify-{uuid4()}"
+    kept: list[bytes] = []
+
+    @task(cache_key_fn=lambda *_: key, persist_result=True, cache_expiration=timedelta(hours=1))
+    async def deliver() -> None:
+        assert not (tmp_path / key).exists()
+        await record_delivery()
+        kept.append((tmp_path / key).read_bytes())
+
+    async def scenario() -> None:
+        with temporary_settings({PREFECT_API_URL: stack.prefect_api}):
+            storage = LocalFileSystem(basepath=str(tmp_path))
+            await storage.save(f"deliveries-{uuid4()}")
+            stored = deliver.with_options(result_storage=storage)
+
+            @flow(persist_result=False)
+            async def twice() -> None:
+                await stored()
+                await stored()
+
+            await twice()
+
+    asyncio.run(scenario())
+    assert len(kept) == 1
+    assert (tmp_path / key).read_bytes() == kept[0]
